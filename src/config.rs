@@ -1,0 +1,869 @@
+//! The configuration file: one TOML document, environment overrides, strict validation.
+//!
+//! Unknown keys are rejected by name. Semantic problems are collected and reported together,
+//! each naming the key, the problem and the fix. Any key can be overridden by an environment
+//! variable `POLARIS_BRIDGE__<KEY>__<SUBKEY>...` (double underscores separate levels, array
+//! elements are addressed by index), e.g. `POLARIS_BRIDGE__KAFKA__BOOTSTRAP_SERVERS`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use polaris_bridge_api::codec::WireFormat;
+use polaris_bridge_api::event::{Category, EventType, Phase};
+use serde::Deserialize;
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "POLARIS_BRIDGE__";
+
+/// librdkafka properties the bridge sets itself; setting them would break its guarantees.
+const RESERVED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set `kafka.bootstrap_servers`"),
+    ("group.id", "set `kafka.group_id`"),
+    (
+        "enable.auto.offset.store",
+        "remove it: offsets are stored only after the task log is flushed",
+    ),
+    (
+        "enable.auto.commit",
+        "remove it: the bridge commits stored offsets itself",
+    ),
+];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Connection to the Kafka cluster that carries Polaris events.
+    pub kafka: KafkaConfig,
+    /// The topics to consume and the wire format of each.
+    #[serde(default)]
+    pub topics: Vec<TopicConfig>,
+    /// The task log.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Batching and backpressure of the consumer.
+    #[serde(default)]
+    pub source: SourceConfig,
+    /// Defaults for every connector's dispatcher.
+    #[serde(default)]
+    pub dispatcher: DispatcherConfig,
+    /// The HTTP server (metrics, health).
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Connector instances by name; see [`ConnectorSpec`].
+    #[serde(default)]
+    pub connectors: BTreeMap<String, toml::Table>,
+    /// Routing rules: which events become tasks for which connector.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Consumer group; instances in one group split the partitions.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Extra librdkafka properties (security, timeouts), passed through as strings.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_group_id() -> String {
+    "polaris-bridge".to_string()
+}
+
+/// `[[topics]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Topic name.
+    pub name: String,
+    /// `polaris-json` (Polaris's stock Kafka listener), `avro` (raw or Confluent framing) or
+    /// `auto` (detected per message).
+    #[serde(default = "default_format")]
+    pub format: WireFormatSetting,
+    /// Realm of events that don't name one.
+    #[serde(default = "default_realm")]
+    pub default_realm: String,
+}
+
+fn default_format() -> WireFormatSetting {
+    WireFormatSetting(WireFormat::PolarisJson)
+}
+
+fn default_realm() -> String {
+    "POLARIS".to_string()
+}
+
+/// A [`WireFormat`] read from its configuration name.
+#[derive(Debug, Clone, Copy)]
+pub struct WireFormatSetting(pub WireFormat);
+
+impl<'de> Deserialize<'de> for WireFormatSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse::<WireFormat>()
+            .map(WireFormatSetting)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the sled task log. One process at a time may open it.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// sled's page cache, in MiB: bounds the store's share of memory.
+    #[serde(default = "default_cache_mb")]
+    pub cache_capacity_mb: u64,
+    /// How long finished tasks (and so their dedup entries) are kept.
+    #[serde(default = "default_retention", with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often finished tasks older than the retention are compacted away.
+    #[serde(default = "default_compaction_interval", with = "humantime_serde")]
+    pub compaction_interval: Duration,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("polaris-bridge-data")
+}
+fn default_cache_mb() -> u64 {
+    64
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_compaction_interval() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_store_path(),
+            cache_capacity_mb: default_cache_mb(),
+            retention: default_retention(),
+            compaction_interval: default_compaction_interval(),
+        }
+    }
+}
+
+/// `[source]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Most messages recorded per log flush.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest wait to fill a batch before it is flushed anyway.
+    #[serde(default = "default_batch_linger", with = "humantime_serde")]
+    pub batch_linger: Duration,
+    /// Unfinished tasks above which the consumer pauses its partitions.
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog: u64,
+    /// Unfinished tasks below which a paused consumer resumes.
+    #[serde(default = "default_resume_backlog")]
+    pub resume_backlog: u64,
+    /// librdkafka's prefetch bound per partition, in KiB (`queued.max.messages.kbytes`).
+    #[serde(default = "default_prefetch_kb")]
+    pub prefetch_kbytes: u64,
+}
+
+fn default_batch_size() -> usize {
+    1000
+}
+fn default_batch_linger() -> Duration {
+    Duration::from_millis(20)
+}
+fn default_max_backlog() -> u64 {
+    100_000
+}
+fn default_resume_backlog() -> u64 {
+    50_000
+}
+fn default_prefetch_kb() -> u64 {
+    16 * 1024
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            batch_size: default_batch_size(),
+            batch_linger: default_batch_linger(),
+            max_backlog: default_max_backlog(),
+            resume_backlog: default_resume_backlog(),
+            prefetch_kbytes: default_prefetch_kb(),
+        }
+    }
+}
+
+/// Retry policy: exponential backoff with jitter, then dead letter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts before a task is dead-lettered (the first attempt counts).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the first retry.
+    #[serde(default = "default_initial_interval", with = "humantime_serde")]
+    pub initial_interval: Duration,
+    /// Longest wait between attempts.
+    #[serde(default = "default_max_interval", with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Growth of the wait per attempt.
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    /// Randomisation factor: each wait is drawn from `wait * (1 +- jitter)`.
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+}
+
+fn default_max_attempts() -> u32 {
+    10
+}
+fn default_initial_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_max_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_multiplier() -> f64 {
+    2.0
+}
+fn default_jitter() -> f64 {
+    0.5
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: default_max_attempts(),
+            initial_interval: default_initial_interval(),
+            max_interval: default_max_interval(),
+            multiplier: default_multiplier(),
+            jitter: default_jitter(),
+        }
+    }
+}
+
+/// `[dispatcher]`: defaults that each connector may override.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// Deliveries in flight per connector.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// How long a running task is owned before another attempt may take it over.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+    /// Unfinished tasks each connector holds in memory at once.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// On shutdown, how long in-flight deliveries may take before their leases are released.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+fn default_lease() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_window() -> usize {
+    2048
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            concurrency: default_concurrency(),
+            lease: default_lease(),
+            window: default_window(),
+            drain_timeout: default_drain_timeout(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`. Loopback unless set otherwise.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Serve nothing over HTTP.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+            disabled: false,
+        }
+    }
+}
+
+/// `[[routes]]`: events matching every given criterion become tasks of `connector`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name of a `[connectors.NAME]` entry.
+    pub connector: String,
+    /// Event type names or globs (`AFTER_*_TABLE`); empty matches all.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Categories (`TABLE`, `VIEW`, ...); empty matches all.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// `before` or `after`; absent matches both.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Glob on the catalog name.
+    #[serde(default)]
+    pub catalog: Option<String>,
+    /// Glob on the namespace, levels joined by `.`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Glob on the table or view name.
+    #[serde(default)]
+    pub table: Option<String>,
+}
+
+/// Settings every connector instance has, whatever its type.
+#[derive(Debug, Clone)]
+pub struct ConnectorSpec {
+    /// Instance name (the key under `[connectors]`).
+    pub name: String,
+    /// Connector type (`file`, `blackhole`, ...).
+    pub kind: String,
+    /// Deliveries in flight.
+    pub concurrency: usize,
+    /// Retry policy.
+    pub retry: RetryConfig,
+    /// Deliver tasks of one resource (table, view, namespace) one at a time, in event order.
+    pub ordered: bool,
+    /// The type-specific settings: every key but the common ones.
+    pub settings: toml::Table,
+}
+
+/// Keys of `[connectors.NAME]` shared by every connector type.
+const COMMON_CONNECTOR_KEYS: &[&str] = &["type", "concurrency", "retry", "ordered"];
+
+/// A configuration error: where, what, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown or mistyped key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with the key and the position.
+        message: String,
+    },
+    /// An environment override could not be applied.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Semantic problems, all of them.
+    #[error("{}", Problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One semantic problem with a key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The key, as a dotted path (`routes[1].connector`).
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for p in self.0 {
+            writeln!(f, "  - {}: {}. Fix: {}", p.key, p.problem, p.fix)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies the process environment's overrides, and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    /// Parses `text`, applies the overrides found in `env`, and validates.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut document: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        overrides.sort();
+        for (var, value) in overrides {
+            apply_override(&mut document, &var, &value)?;
+        }
+        let config: Config =
+            Config::deserialize(toml::Value::Table(document)).map_err(|e| ConfigError::Parse {
+                path: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The connector instances with their common settings resolved.
+    pub fn connector_specs(&self) -> Result<Vec<ConnectorSpec>, ConfigError> {
+        let mut specs = Vec::new();
+        let mut problems = Vec::new();
+        for (name, table) in &self.connectors {
+            match self.connector_spec(name, table) {
+                Ok(spec) => specs.push(spec),
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+        if problems.is_empty() {
+            Ok(specs)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    fn connector_spec(
+        &self,
+        name: &str,
+        table: &toml::Table,
+    ) -> Result<ConnectorSpec, Vec<Problem>> {
+        let key = format!("connectors.{name}");
+        let mut problems = Vec::new();
+        let kind = match table.get("type") {
+            Some(toml::Value::String(kind)) => kind.clone(),
+            Some(_) => {
+                problems.push(problem(
+                    &format!("{key}.type"),
+                    "is not a string",
+                    "write e.g. `type = \"file\"`",
+                ));
+                String::new()
+            }
+            None => {
+                problems.push(problem(
+                    &format!("{key}.type"),
+                    "is missing",
+                    "add `type = \"file\"` (or another connector type)",
+                ));
+                String::new()
+            }
+        };
+        let concurrency = match table.get("concurrency") {
+            None => self.dispatcher.concurrency,
+            Some(toml::Value::Integer(n)) if *n >= 1 => *n as usize,
+            Some(_) => {
+                problems.push(problem(
+                    &format!("{key}.concurrency"),
+                    "must be a whole number >= 1",
+                    "set e.g. `concurrency = 8`",
+                ));
+                1
+            }
+        };
+        let ordered = match table.get("ordered") {
+            None => true,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(_) => {
+                problems.push(problem(
+                    &format!("{key}.ordered"),
+                    "must be true or false",
+                    "set `ordered = true` or `false`",
+                ));
+                true
+            }
+        };
+        let retry = match table.get("retry") {
+            None => self.dispatcher.retry.clone(),
+            Some(value) => match RetryConfig::deserialize(value.clone()) {
+                Ok(retry) => {
+                    check_retry(&format!("{key}.retry"), &retry, &mut problems);
+                    retry
+                }
+                Err(e) => {
+                    problems.push(problem(
+                        &format!("{key}.retry"),
+                        &e.to_string(),
+                        "see the README's retry settings",
+                    ));
+                    RetryConfig::default()
+                }
+            },
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let settings = table
+            .iter()
+            .filter(|(k, _)| !COMMON_CONNECTOR_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(ConnectorSpec {
+            name: name.to_string(),
+            kind,
+            concurrency,
+            retry,
+            ordered,
+            settings,
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            problems.push(problem(
+                "kafka.bootstrap_servers",
+                "is empty",
+                "set it to `host:port[,host:port]`",
+            ));
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            problems.push(problem(
+                "kafka.group_id",
+                "is empty",
+                "set a consumer group name",
+            ));
+        }
+        for (name, fix) in RESERVED_KAFKA_PROPERTIES {
+            if self.kafka.properties.contains_key(*name) {
+                problems.push(problem(
+                    &format!("kafka.properties.\"{name}\""),
+                    "is set by polaris-bridge itself",
+                    fix,
+                ));
+            }
+        }
+        let mut seen_topics = std::collections::BTreeSet::new();
+        for (i, topic) in self.topics.iter().enumerate() {
+            if topic.name.trim().is_empty() {
+                problems.push(problem(
+                    &format!("topics[{i}].name"),
+                    "is empty",
+                    "name the Kafka topic",
+                ));
+            }
+            if !seen_topics.insert(topic.name.as_str()) {
+                problems.push(problem(
+                    &format!("topics[{i}].name"),
+                    &format!("`{}` is listed twice", topic.name),
+                    "list each topic once",
+                ));
+            }
+        }
+        if self.store.cache_capacity_mb == 0 {
+            problems.push(problem(
+                "store.cache_capacity_mb",
+                "is 0",
+                "set at least 8 (MiB); 64 is the default",
+            ));
+        }
+        if self.source.batch_size == 0 {
+            problems.push(problem(
+                "source.batch_size",
+                "is 0",
+                "set at least 1; 1000 is the default",
+            ));
+        }
+        if self.source.resume_backlog >= self.source.max_backlog {
+            problems.push(problem(
+                "source.resume_backlog",
+                &format!(
+                    "({}) is not below source.max_backlog ({})",
+                    self.source.resume_backlog, self.source.max_backlog
+                ),
+                "set resume_backlog lower than max_backlog, e.g. half of it",
+            ));
+        }
+        if self.dispatcher.concurrency == 0 {
+            problems.push(problem("dispatcher.concurrency", "is 0", "set at least 1"));
+        }
+        if self.dispatcher.window < self.dispatcher.concurrency {
+            problems.push(problem(
+                "dispatcher.window",
+                "is below dispatcher.concurrency",
+                "set window >= concurrency",
+            ));
+        }
+        if self.dispatcher.lease < Duration::from_secs(1) {
+            problems.push(problem(
+                "dispatcher.lease",
+                "is under 1s",
+                "set e.g. `lease = \"60s\"`",
+            ));
+        }
+        check_retry("dispatcher.retry", &self.dispatcher.retry, &mut problems);
+        for name in self.connectors.keys() {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                problems.push(problem(
+                    &format!("connectors.{name}"),
+                    "has a name with characters other than letters, digits, `-` and `_`",
+                    "rename the connector",
+                ));
+            }
+        }
+        match self.connector_specs() {
+            Ok(_) => {}
+            Err(ConfigError::Invalid(mut p)) => problems.append(&mut p),
+            Err(other) => return Err(other),
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            validate_route(i, route, &self.connectors, &mut problems);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+fn check_retry(key: &str, retry: &RetryConfig, problems: &mut Vec<Problem>) {
+    if retry.max_attempts == 0 {
+        problems.push(problem(
+            &format!("{key}.max_attempts"),
+            "is 0",
+            "set at least 1",
+        ));
+    }
+    if !(retry.multiplier >= 1.0 && retry.multiplier.is_finite()) {
+        problems.push(problem(
+            &format!("{key}.multiplier"),
+            "is below 1",
+            "set e.g. 2.0",
+        ));
+    }
+    if !(0.0..=1.0).contains(&retry.jitter) {
+        problems.push(problem(
+            &format!("{key}.jitter"),
+            "is outside 0..1",
+            "set e.g. 0.5",
+        ));
+    }
+    if retry.max_interval < retry.initial_interval {
+        problems.push(problem(
+            &format!("{key}.max_interval"),
+            "is below initial_interval",
+            "raise max_interval",
+        ));
+    }
+}
+
+fn validate_route(
+    i: usize,
+    route: &RouteConfig,
+    connectors: &BTreeMap<String, toml::Table>,
+    problems: &mut Vec<Problem>,
+) {
+    let key = format!("routes[{i}]");
+    if !connectors.contains_key(&route.connector) {
+        let known: Vec<&str> = connectors.keys().map(String::as_str).collect();
+        problems.push(problem(
+            &format!("{key}.connector"),
+            &format!("no connector is named `{}`", route.connector),
+            &format!(
+                "define [connectors.{}] or use one of: {}",
+                route.connector,
+                if known.is_empty() {
+                    "(none defined)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    }
+    for pattern in &route.event_types {
+        let is_glob = pattern.contains(['*', '?', '[']);
+        if is_glob {
+            if let Err(e) = glob::Pattern::new(pattern) {
+                problems.push(problem(
+                    &format!("{key}.event_types"),
+                    &format!("`{pattern}` is not a valid glob: {e}"),
+                    "fix the pattern",
+                ));
+            }
+        } else if matches!(EventType::from_name(pattern), EventType::Unknown(_)) {
+            problems.push(problem(
+                &format!("{key}.event_types"),
+                &format!("`{pattern}` is not a Polaris event type"),
+                "use a name from `polaris-bridge event-types` or a glob such as `AFTER_*_TABLE`",
+            ));
+        }
+    }
+    for category in &route.categories {
+        if category.parse::<Category>().is_err() {
+            problems.push(problem(
+                &format!("{key}.categories"),
+                &format!("`{category}` is not a Polaris event category"),
+                "use a category from `polaris-bridge event-types`, e.g. TABLE or VIEW",
+            ));
+        }
+    }
+    if let Some(phase) = &route.phase {
+        if phase.parse::<Phase>().is_err() {
+            problems.push(problem(
+                &format!("{key}.phase"),
+                &format!("`{phase}` is not a phase"),
+                "use `before` or `after`, or leave it out",
+            ));
+        }
+    }
+    for (field, value) in [
+        ("catalog", &route.catalog),
+        ("namespace", &route.namespace),
+        ("table", &route.table),
+    ] {
+        if let Some(pattern) = value {
+            if let Err(e) = glob::Pattern::new(pattern) {
+                problems.push(problem(
+                    &format!("{key}.{field}"),
+                    &format!("`{pattern}` is not a valid glob: {e}"),
+                    "fix the pattern",
+                ));
+            }
+        }
+    }
+}
+
+fn problem(key: &str, problem: &str, fix: &str) -> Problem {
+    Problem {
+        key: key.to_string(),
+        problem: problem.to_string(),
+        fix: fix.to_string(),
+    }
+}
+
+/// Applies one `POLARIS_BRIDGE__A__B=value` override to the parsed document.
+fn apply_override(document: &mut toml::Table, var: &str, raw: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = var[ENV_PREFIX.len()..]
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err(ConfigError::Env {
+            var: var.to_string(),
+            message: "empty key segment; use POLARIS_BRIDGE__SECTION__KEY".to_string(),
+        });
+    }
+    let mut root = toml::Value::Table(std::mem::take(document));
+    let result = set_path(&mut root, &path, raw);
+    if let toml::Value::Table(table) = root {
+        *document = table;
+    }
+    result.map_err(|message| ConfigError::Env {
+        var: var.to_string(),
+        message,
+    })
+}
+
+/// Sets the value at `path` below `node`, creating sections as needed; array entries are
+/// addressed by their index.
+fn set_path(node: &mut toml::Value, path: &[String], raw: &str) -> Result<(), String> {
+    let Some((segment, rest)) = path.split_first() else {
+        return Err("no key after the prefix".to_string());
+    };
+    match node {
+        toml::Value::Table(table) => {
+            if rest.is_empty() {
+                let value = parse_override_value(raw, table.get(segment));
+                table.insert(segment.clone(), value);
+                Ok(())
+            } else {
+                let child = table
+                    .entry(segment.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                set_path(child, rest, raw)
+            }
+        }
+        toml::Value::Array(items) => {
+            let len = items.len();
+            let index: usize = segment.parse().ok().filter(|i| *i < len).ok_or_else(|| {
+                format!("`{segment}` is not an index of this array of {len} entries (0..{len})")
+            })?;
+            if rest.is_empty() {
+                let value = parse_override_value(raw, Some(&items[index]));
+                items[index] = value;
+                Ok(())
+            } else {
+                set_path(&mut items[index], rest, raw)
+            }
+        }
+        _ => Err(format!("`{segment}` is below a key that is not a section")),
+    }
+}
+
+/// Reads an override as a TOML value (number, boolean, array) unless the key it replaces is
+/// a string, or the text is not a TOML value: then it is a string.
+fn parse_override_value(raw: &str, existing: Option<&toml::Value>) -> toml::Value {
+    if matches!(existing, Some(toml::Value::String(_))) {
+        return toml::Value::String(raw.to_string());
+    }
+    let wrapped = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}

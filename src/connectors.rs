@@ -1,0 +1,77 @@
+//! Builds connector instances from their configuration.
+//!
+//! Types: `file` (JSON lines, `connectors/file`) and `blackhole` (accepts and drops every
+//! task, optionally after a delay: for benchmarks, dry runs and backpressure drills).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use polaris_bridge_api::{Connector, Delivery, DeliveryError, DeliveryOutcome, TaskContext};
+use polaris_bridge_file::{FileConfig, FileConnector};
+use serde::Deserialize;
+
+use crate::config::{ConfigError, ConnectorSpec, Problem};
+
+/// The connector types this build knows.
+pub const KINDS: &[&str] = &["file", "blackhole"];
+
+/// Builds the connector described by `spec`, validating its type-specific settings.
+pub fn build(spec: &ConnectorSpec) -> Result<Arc<dyn Connector>, ConfigError> {
+    let key = format!("connectors.{}", spec.name);
+    let settings = toml::Value::Table(spec.settings.clone());
+    let invalid = |e: toml::de::Error| {
+        ConfigError::Invalid(vec![Problem {
+            key: key.clone(),
+            problem: e.to_string().trim().to_string(),
+            fix: format!("see the README's `{}` connector settings", spec.kind),
+        }])
+    };
+    match spec.kind.as_str() {
+        "file" => {
+            let config = FileConfig::deserialize(settings).map_err(invalid)?;
+            Ok(Arc::new(FileConnector::new(config)))
+        }
+        "blackhole" => {
+            let config = BlackholeConfig::deserialize(settings).map_err(invalid)?;
+            Ok(Arc::new(Blackhole { config }))
+        }
+        other => Err(ConfigError::Invalid(vec![Problem {
+            key: format!("{key}.type"),
+            problem: format!("`{other}` is not a connector type"),
+            fix: format!("use one of: {}", KINDS.join(", ")),
+        }])),
+    }
+}
+
+/// Settings of a `blackhole` connector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlackholeConfig {
+    /// How long each delivery takes before it succeeds.
+    #[serde(default, with = "humantime_serde")]
+    pub delay: Option<Duration>,
+}
+
+/// Accepts every task (after the configured delay) and does nothing with it.
+pub struct Blackhole {
+    config: BlackholeConfig,
+}
+
+#[async_trait]
+impl Connector for Blackhole {
+    fn kind(&self) -> &'static str {
+        "blackhole"
+    }
+
+    async fn deliver(
+        &self,
+        _delivery: &Delivery,
+        _context: &dyn TaskContext,
+    ) -> Result<DeliveryOutcome, DeliveryError> {
+        if let Some(delay) = self.config.delay {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(DeliveryOutcome::Delivered)
+    }
+}

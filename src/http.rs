@@ -1,0 +1,67 @@
+//! The HTTP server: `/metrics` (Prometheus), `/healthz` (the process is up) and `/readyz`
+//! (the store is open and the consumer has joined its group).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+use crate::source::SourceStatus;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Renders the metrics.
+    pub metrics: PrometheusHandle,
+    /// The source's state, for readiness.
+    pub source: Arc<SourceStatus>,
+}
+
+/// Binds `addr` (fails fast, with the address in the error, if it is taken).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} (http.listen): {e}"),
+        )
+    })
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+}
+
+async fn metrics(State(state): State<HttpState>) -> String {
+    state.metrics.render()
+}
+
+async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
+    if state.source.joined.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the consumer has not joined its group yet\n".into(),
+        )
+    }
+}

@@ -1,0 +1,17 @@
+//! polaris-bridge: turns Apache Polaris catalog events from Kafka into durable, deduplicated
+//! tasks, delivered at least once to connectors.
+//!
+//! Flow: [`source`] (Kafka consumer) -> decode ([`polaris_bridge_api::codec`]) -> [`route`]
+//! -> [`log`] (sled task log, flushed before offsets are stored) -> [`dispatch`] (one
+//! dispatcher per connector) -> connectors ([`connectors`]).
+
+pub mod app;
+pub mod config;
+pub mod connectors;
+pub mod demo;
+pub mod dispatch;
+pub mod http;
+pub mod log;
+pub mod metrics;
+pub mod route;
+pub mod source;

@@ -1,0 +1,19 @@
+//! The durable task log on sled: one record per task, deduplicated by task id.
+//!
+//! Layout (see [`store`]): records are keyed by `(connector number, sequence)` so that each
+//! connector's tasks sit together in creation order and inserts append; a small index maps a
+//! task id to its record's key for dedup and lookups.
+
+pub mod record;
+pub mod store;
+
+pub use record::{AttemptRecord, RejectedRecord, SourceRecord, TaskRecord, TaskState};
+pub use store::{InsertOutcome, LogError, RecordKey, TaskLog, Unfinished};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

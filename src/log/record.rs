@@ -1,0 +1,267 @@
+//! What the task log stores: task records with their state machine, and rejected messages.
+
+use serde::{Deserialize, Serialize};
+
+/// How many attempts a record keeps in its history; older ones are dropped.
+pub const HISTORY_CAP: usize = 10;
+
+/// Where a task's event was consumed. Every record names its source partition, so the state
+/// of one partition can be found and moved as a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// Kafka topic.
+    pub topic: String,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Message offset.
+    pub offset: i64,
+}
+
+/// The lifecycle of a task (DESIGN.md section 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TaskState {
+    /// Waiting for its first attempt.
+    Pending,
+    /// An attempt is under way; `owner` holds it until `lease_until_ms`.
+    Running {
+        /// The process instance running it.
+        owner: String,
+        /// When the lease expires and another attempt may take the task over.
+        lease_until_ms: i64,
+    },
+    /// The last attempt failed transiently; the next one may start at `not_before_ms`.
+    Retrying {
+        /// Earliest start of the next attempt.
+        not_before_ms: i64,
+        /// Why the last attempt failed.
+        last_error: String,
+    },
+    /// Delivered. `note` says why nothing had to be done, when that was the case.
+    Succeeded {
+        /// Set when the connector found the work already done.
+        note: Option<String>,
+    },
+    /// Given up: attempts exhausted, a permanent error, or a configuration error.
+    Dead {
+        /// Why.
+        reason: String,
+    },
+    /// Stopped by an operator.
+    Cancelled {
+        /// Who or why.
+        reason: String,
+    },
+}
+
+impl TaskState {
+    /// Succeeded, dead or cancelled: nothing more will happen to the task.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded { .. } | TaskState::Dead { .. } | TaskState::Cancelled { .. }
+        )
+    }
+
+    /// The state's name as shown in metrics and the API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running { .. } => "running",
+            TaskState::Retrying { .. } => "retrying",
+            TaskState::Succeeded { .. } => "succeeded",
+            TaskState::Dead { .. } => "dead",
+            TaskState::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// One attempt, as kept in a record's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Start, in ms since the epoch.
+    pub started_ms: i64,
+    /// End, in ms since the epoch.
+    pub finished_ms: i64,
+    /// `succeeded`, `transient`, `permanent`, `misconfigured`, `abandoned` (the process died)
+    /// or `released` (shutdown).
+    pub outcome: String,
+    /// The error message, if any.
+    pub message: Option<String>,
+}
+
+/// A task: what to deliver, to which connector, and how far it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The deterministic task id (16 raw bytes).
+    pub task_id: [u8; 16],
+    /// Connector instance name.
+    pub connector: String,
+    /// Current state.
+    pub state: TaskState,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+    /// Last state change, ms since the epoch.
+    pub updated_ms: i64,
+    /// Tasks with the same key are delivered one at a time, in order (the resource identity).
+    pub ordering_key: String,
+    /// The event's realm.
+    pub realm: String,
+    /// Where the event came from.
+    pub source: SourceRecord,
+    /// The event, as the JSON of the event model.
+    pub event_json: Vec<u8>,
+    /// The last attempts, newest last, at most [`HISTORY_CAP`].
+    pub history: Vec<AttemptRecord>,
+    /// Progress saved by a long-running delivery.
+    pub checkpoint: Option<Vec<u8>>,
+}
+
+impl TaskRecord {
+    /// Whether `owner` may start an attempt now: pending, due for retry, or running under a
+    /// lease that expired, or held by another owner known to be gone.
+    pub fn claimable(&self, owner: &str, now_ms: i64, owner_gone: bool) -> bool {
+        match &self.state {
+            TaskState::Pending => true,
+            TaskState::Retrying { not_before_ms, .. } => *not_before_ms <= now_ms,
+            TaskState::Running {
+                owner: holder,
+                lease_until_ms,
+            } => *lease_until_ms <= now_ms || (owner_gone && holder != owner),
+            _ => false,
+        }
+    }
+
+    /// Appends an attempt to the history, dropping the oldest beyond the cap.
+    pub fn push_history(&mut self, attempt: AttemptRecord) {
+        self.history.push(attempt);
+        if self.history.len() > HISTORY_CAP {
+            let excess = self.history.len() - HISTORY_CAP;
+            self.history.drain(..excess);
+        }
+    }
+
+    /// Encodes the record for the store.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_stdvec(self)
+    }
+
+    /// Decodes a stored record.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// A message that could not become tasks (guarantee 7): kept, visible, never silently lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedRecord {
+    /// Kafka topic.
+    pub topic: String,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Message offset.
+    pub offset: i64,
+    /// The record key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Bounded error class (`empty`, `json`, `avro`, `invalid_event_type`, ...).
+    pub kind: String,
+    /// What is wrong, and where.
+    pub error: String,
+    /// The first bytes of the value (at most [`RejectedRecord::VALUE_PREFIX`]).
+    pub value_prefix: Vec<u8>,
+    /// Length of the whole value.
+    pub value_len: usize,
+    /// When it was rejected, ms since the epoch.
+    pub rejected_ms: i64,
+}
+
+impl RejectedRecord {
+    /// How many leading bytes of a rejected value are kept.
+    pub const VALUE_PREFIX: usize = 512;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: TaskState) -> TaskRecord {
+        TaskRecord {
+            task_id: [7; 16],
+            connector: "c".into(),
+            state,
+            attempts: 0,
+            created_ms: 1,
+            updated_ms: 1,
+            ordering_key: "k".into(),
+            realm: "POLARIS".into(),
+            source: SourceRecord {
+                topic: "t".into(),
+                partition: 1,
+                offset: 2,
+            },
+            event_json: b"{}".to_vec(),
+            history: vec![],
+            checkpoint: None,
+        }
+    }
+
+    #[test]
+    fn claim_rules() {
+        assert!(record(TaskState::Pending).claimable("me", 0, false));
+        let retrying = record(TaskState::Retrying {
+            not_before_ms: 100,
+            last_error: "x".into(),
+        });
+        assert!(!retrying.claimable("me", 99, false));
+        assert!(retrying.claimable("me", 100, false));
+        let running = record(TaskState::Running {
+            owner: "other".into(),
+            lease_until_ms: 500,
+        });
+        assert!(!running.claimable("me", 499, false), "lease still held");
+        assert!(running.claimable("me", 500, false), "lease expired");
+        assert!(running.claimable("me", 0, true), "owner known gone");
+        let mine = record(TaskState::Running {
+            owner: "me".into(),
+            lease_until_ms: 0,
+        });
+        assert!(mine.claimable("me", 1000, false), "own expired lease");
+        let mine_live = record(TaskState::Running {
+            owner: "me".into(),
+            lease_until_ms: 5000,
+        });
+        assert!(
+            !mine_live.claimable("me", 1000, true),
+            "never take a live lease from yourself"
+        );
+        for done in [
+            TaskState::Succeeded { note: None },
+            TaskState::Dead { reason: "x".into() },
+            TaskState::Cancelled { reason: "x".into() },
+        ] {
+            assert!(done.is_final());
+            assert!(!record(done).claimable("me", i64::MAX, true));
+        }
+    }
+
+    #[test]
+    fn history_is_capped_and_round_trips() {
+        let mut r = record(TaskState::Pending);
+        for i in 0..15 {
+            r.push_history(AttemptRecord {
+                attempt: i,
+                started_ms: 0,
+                finished_ms: 0,
+                outcome: "transient".into(),
+                message: None,
+            });
+        }
+        assert_eq!(r.history.len(), HISTORY_CAP);
+        assert_eq!(r.history[0].attempt, 5);
+        let back = TaskRecord::from_bytes(&r.to_bytes().unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,605 @@
+//! The sled store behind the task log.
+//!
+//! Trees:
+//! - `tasks`: `connector number (u16 BE) ++ sequence (u64 BE)` -> [`TaskRecord`]. Sequences come
+//!   from sled's monotonic id generator, so each connector's tasks are in creation order and
+//!   new records append at the end of its range.
+//! - `ids`: task id (16 bytes) -> record key (10 bytes): the dedup index.
+//! - `done`: `finished ms (u64 BE) ++ record key` -> empty: finished tasks in time order, for
+//!   retention compaction.
+//! - `rejected`: `topic ++ 0x00 ++ partition (u32 BE) ++ offset (u64 BE)` -> [`RejectedRecord`].
+//! - `meta`: format version, connector numbers, each connector's head (lowest unfinished
+//!   sequence).
+//!
+//! A new record is written before its index entry: if a crash keeps the record but loses the
+//! index entry, the message is consumed again and delivered twice (allowed); the reverse order
+//! could keep an index entry whose task was lost.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use polaris_bridge_api::TaskId;
+
+use super::record::{RejectedRecord, TaskRecord};
+
+/// The store format this build reads and writes.
+const FORMAT_VERSION: u32 = 1;
+const META_FORMAT: &[u8] = b"format_version";
+const META_CONNECTOR: &str = "connector/";
+const META_HEAD: &str = "head/";
+
+/// A record's key in the `tasks` tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordKey {
+    /// The connector's number in this store.
+    pub connector: u16,
+    /// Creation sequence.
+    pub seq: u64,
+}
+
+impl RecordKey {
+    fn to_bytes(self) -> [u8; 10] {
+        let mut key = [0u8; 10];
+        key[..2].copy_from_slice(&self.connector.to_be_bytes());
+        key[2..].copy_from_slice(&self.seq.to_be_bytes());
+        key
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let connector = u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?);
+        let seq = u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?);
+        Some(RecordKey { connector, seq })
+    }
+}
+
+/// A slice of one connector's unfinished tasks, read in order.
+#[derive(Debug)]
+pub struct Unfinished {
+    /// The records, in sequence order.
+    pub records: Vec<(RecordKey, TaskRecord)>,
+    /// The highest sequence looked at, finished or not.
+    pub last_seen: Option<u64>,
+}
+
+/// What became of an insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// A new task, at this key.
+    Created(RecordKey),
+    /// The task id was already in the log: counted, not run again.
+    Duplicate,
+}
+
+/// A task log failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Another process holds the store.
+    #[error("the task log at {path} is in use by another process (sled holds a lock on it): stop that process, or point store.path elsewhere")]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// The store was written by an incompatible version.
+    #[error("the task log at {path} has format version {found}, this build reads version {expected}: use a matching polaris-bridge, or move the directory aside to start empty (its tasks would be lost)")]
+    Incompatible {
+        /// The store directory.
+        path: PathBuf,
+        /// Version on disk.
+        found: String,
+        /// Version this build reads.
+        expected: u32,
+    },
+    /// sled failed.
+    #[error("task log I/O: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record does not decode.
+    #[error("task log record {key} is corrupt: {message}")]
+    Corrupt {
+        /// Which record.
+        key: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The record is not there (compacted, or never existed).
+    #[error("task {0} not found")]
+    NotFound(String),
+    /// A state change was refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The task log.
+pub struct TaskLog {
+    db: sled::Db,
+    tasks: sled::Tree,
+    ids: sled::Tree,
+    done: sled::Tree,
+    rejected: sled::Tree,
+    meta: sled::Tree,
+    /// Connector numbers by name, mirrored from `meta`.
+    connectors: Mutex<HashMap<String, u16>>,
+}
+
+impl TaskLog {
+    /// Opens (or creates) the store at `path` with a page cache of `cache_mb` MiB.
+    pub fn open(path: &Path, cache_mb: u64) -> Result<TaskLog, LogError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    LogError::Locked {
+                        path: path.to_path_buf(),
+                    }
+                }
+                other => LogError::Sled(other),
+            })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(META_FORMAT)? {
+            None => {
+                meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
+            }
+            Some(found) if found.as_ref() == FORMAT_VERSION.to_be_bytes() => {}
+            Some(found) => {
+                return Err(LogError::Incompatible {
+                    path: path.to_path_buf(),
+                    found: hex::encode(found),
+                    expected: FORMAT_VERSION,
+                })
+            }
+        }
+        let mut connectors = HashMap::new();
+        for entry in meta.scan_prefix(META_CONNECTOR) {
+            let (k, v) = entry?;
+            let name = String::from_utf8_lossy(&k[META_CONNECTOR.len()..]).into_owned();
+            let number =
+                v.as_ref()
+                    .try_into()
+                    .map(u16::from_be_bytes)
+                    .map_err(|_| LogError::Corrupt {
+                        key: format!("meta/{name}"),
+                        message: "connector number is not 2 bytes".into(),
+                    })?;
+            connectors.insert(name, number);
+        }
+        Ok(TaskLog {
+            tasks: db.open_tree("tasks")?,
+            ids: db.open_tree("ids")?,
+            done: db.open_tree("done")?,
+            rejected: db.open_tree("rejected")?,
+            meta,
+            db,
+            connectors: Mutex::new(connectors),
+        })
+    }
+
+    /// The number of connector `name` in this store, assigned on first use.
+    pub fn connector_number(&self, name: &str) -> Result<u16, LogError> {
+        let mut known = self
+            .connectors
+            .lock()
+            .map_err(|_| LogError::Refused("connector table lock poisoned".into()))?;
+        if let Some(n) = known.get(name) {
+            return Ok(*n);
+        }
+        let next = known.values().max().map_or(1, |m| m + 1);
+        self.meta.insert(
+            format!("{META_CONNECTOR}{name}"),
+            next.to_be_bytes().to_vec(),
+        )?;
+        known.insert(name.to_string(), next);
+        Ok(next)
+    }
+
+    /// Records a new task unless its id is already in the log.
+    pub fn insert(&self, connector: u16, record: &TaskRecord) -> Result<InsertOutcome, LogError> {
+        if self.ids.contains_key(record.task_id)? {
+            return Ok(InsertOutcome::Duplicate);
+        }
+        let key = RecordKey {
+            connector,
+            seq: self.db.generate_id()?,
+        };
+        let key_bytes = key.to_bytes();
+        self.tasks.insert(key_bytes, encode(record)?)?;
+        match self.ids.compare_and_swap(
+            record.task_id,
+            None as Option<&[u8]>,
+            Some(&key_bytes[..]),
+        )? {
+            Ok(()) => Ok(InsertOutcome::Created(key)),
+            Err(_) => {
+                self.tasks.remove(key_bytes)?;
+                Ok(InsertOutcome::Duplicate)
+            }
+        }
+    }
+
+    /// Makes every write so far durable. Returns the bytes flushed.
+    pub fn flush(&self) -> Result<usize, LogError> {
+        Ok(self.db.flush()?)
+    }
+
+    /// Reads one record.
+    pub fn get(&self, key: RecordKey) -> Result<Option<TaskRecord>, LogError> {
+        self.tasks
+            .get(key.to_bytes())?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
+    }
+
+    /// Finds a task by id.
+    pub fn find(&self, id: &TaskId) -> Result<Option<(RecordKey, TaskRecord)>, LogError> {
+        let Some(key_bytes) = self.ids.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let key = RecordKey::from_bytes(&key_bytes).ok_or_else(|| LogError::Corrupt {
+            key: id.to_hex(),
+            message: "index entry is not a record key".into(),
+        })?;
+        Ok(self.get(key)?.map(|record| (key, record)))
+    }
+
+    /// Changes a record with compare-and-swap: `change` sees the current record and may refuse
+    /// by returning an error; on a concurrent change it is called again with the new record.
+    /// A record that becomes final is entered in the compaction index.
+    pub fn update<F>(&self, key: RecordKey, mut change: F) -> Result<TaskRecord, LogError>
+    where
+        F: FnMut(&mut TaskRecord) -> Result<(), LogError>,
+    {
+        let key_bytes = key.to_bytes();
+        loop {
+            let Some(current) = self.tasks.get(key_bytes)? else {
+                return Err(LogError::NotFound(format!("{key:?}")));
+            };
+            let mut record = decode(key, &current)?;
+            let was_final = record.state.is_final();
+            change(&mut record)?;
+            record.updated_ms = super::now_ms();
+            let new_bytes = encode(&record)?;
+            if self
+                .tasks
+                .compare_and_swap(key_bytes, Some(&current), Some(new_bytes))?
+                .is_ok()
+            {
+                if record.state.is_final() && !was_final {
+                    let mut done_key = Vec::with_capacity(18);
+                    done_key.extend_from_slice(&(record.updated_ms.max(0) as u64).to_be_bytes());
+                    done_key.extend_from_slice(&key_bytes);
+                    self.done.insert(done_key, &[])?;
+                }
+                return Ok(record);
+            }
+        }
+    }
+
+    /// Unfinished records of `connector` with a sequence of at least `from`, in order, at most
+    /// `limit`. Also returns the highest sequence looked at, finished or not.
+    pub fn unfinished_from(
+        &self,
+        connector: u16,
+        from: u64,
+        limit: usize,
+    ) -> Result<Unfinished, LogError> {
+        let start = RecordKey {
+            connector,
+            seq: from,
+        };
+        let end = RecordKey {
+            connector,
+            seq: u64::MAX,
+        };
+        let mut out = Vec::new();
+        let mut last_seen = None;
+        for entry in self.tasks.range(start.to_bytes()..=end.to_bytes()) {
+            let (k, v) = entry?;
+            let Some(key) = RecordKey::from_bytes(&k) else {
+                continue;
+            };
+            last_seen = Some(key.seq);
+            let record = decode(key, &v)?;
+            if !record.state.is_final() {
+                out.push((key, record));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(Unfinished {
+            records: out,
+            last_seen,
+        })
+    }
+
+    /// Counts the unfinished tasks of `connector` from its head on.
+    pub fn count_unfinished(&self, connector: u16) -> Result<u64, LogError> {
+        let head = self.head(connector)?;
+        let start = RecordKey {
+            connector,
+            seq: head,
+        };
+        let end = RecordKey {
+            connector,
+            seq: u64::MAX,
+        };
+        let mut count = 0;
+        for entry in self.tasks.range(start.to_bytes()..=end.to_bytes()) {
+            let (k, v) = entry?;
+            if let Some(key) = RecordKey::from_bytes(&k) {
+                if !decode(key, &v)?.state.is_final() {
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// The lowest sequence of `connector` that may still be unfinished (0 when unknown).
+    pub fn head(&self, connector: u16) -> Result<u64, LogError> {
+        Ok(self
+            .meta
+            .get(format!("{META_HEAD}{connector}"))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Records that every task of `connector` below `seq` is finished.
+    pub fn set_head(&self, connector: u16, seq: u64) -> Result<(), LogError> {
+        self.meta.insert(
+            format!("{META_HEAD}{connector}"),
+            seq.to_be_bytes().to_vec(),
+        )?;
+        Ok(())
+    }
+
+    /// Keeps a rejected message (idempotent per topic, partition and offset).
+    pub fn insert_rejected(&self, record: &RejectedRecord) -> Result<(), LogError> {
+        let bytes = postcard::to_stdvec(record).map_err(|e| LogError::Corrupt {
+            key: "rejected".into(),
+            message: e.to_string(),
+        })?;
+        self.rejected.insert(
+            rejected_key(&record.topic, record.partition, record.offset),
+            bytes,
+        )?;
+        Ok(())
+    }
+
+    /// Rejected messages, oldest key first, at most `limit`.
+    pub fn rejected(&self, limit: usize) -> Result<Vec<RejectedRecord>, LogError> {
+        let mut out = Vec::new();
+        for entry in self.rejected.iter().take(limit) {
+            let (k, v) = entry?;
+            out.push(postcard::from_bytes(&v).map_err(|e| LogError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                message: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Number of rejected messages kept.
+    pub fn rejected_len(&self) -> usize {
+        self.rejected.len()
+    }
+
+    /// Removes finished tasks that finished before `cutoff_ms`, with their dedup entries.
+    /// Returns how many were removed.
+    pub fn compact(&self, cutoff_ms: i64) -> Result<usize, LogError> {
+        let mut removed = 0;
+        let limit = (cutoff_ms.max(0) as u64).to_be_bytes();
+        for entry in self.done.range(..limit.to_vec()) {
+            let (done_key, _) = entry?;
+            if let Some(key) = RecordKey::from_bytes(&done_key[8..]) {
+                if let Some(bytes) = self.tasks.get(key.to_bytes())? {
+                    let record = decode(key, &bytes)?;
+                    if record.state.is_final() {
+                        self.tasks.remove(key.to_bytes())?;
+                        self.ids.remove(record.task_id)?;
+                        removed += 1;
+                    }
+                }
+            }
+            self.done.remove(done_key)?;
+        }
+        Ok(removed)
+    }
+
+    /// Number of task records kept (finished or not).
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether the log holds no task.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Every record, in key order (for inspection and tests).
+    pub fn iter(&self) -> impl Iterator<Item = Result<(RecordKey, TaskRecord), LogError>> + '_ {
+        self.tasks.iter().map(|entry| {
+            let (k, v) = entry?;
+            let key = RecordKey::from_bytes(&k).ok_or_else(|| LogError::Corrupt {
+                key: hex::encode(&k),
+                message: "key is not 10 bytes".into(),
+            })?;
+            Ok((key, decode(key, &v)?))
+        })
+    }
+}
+
+fn rejected_key(topic: &str, partition: i32, offset: i64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(topic.len() + 13);
+    key.extend_from_slice(topic.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&(partition as u32).to_be_bytes());
+    key.extend_from_slice(&(offset as u64).to_be_bytes());
+    key
+}
+
+fn encode(record: &TaskRecord) -> Result<Vec<u8>, LogError> {
+    record.to_bytes().map_err(|e| LogError::Corrupt {
+        key: hex::encode(record.task_id),
+        message: e.to_string(),
+    })
+}
+
+fn decode(key: RecordKey, bytes: &[u8]) -> Result<TaskRecord, LogError> {
+    TaskRecord::from_bytes(bytes).map_err(|e| LogError::Corrupt {
+        key: format!("{}/{}", key.connector, key.seq),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::record::{SourceRecord, TaskState};
+
+    fn record(id: u8, offset: i64) -> TaskRecord {
+        TaskRecord {
+            task_id: [id; 16],
+            connector: "c".into(),
+            state: TaskState::Pending,
+            attempts: 0,
+            created_ms: 0,
+            updated_ms: 0,
+            ordering_key: "k".into(),
+            realm: "POLARIS".into(),
+            source: SourceRecord {
+                topic: "t".into(),
+                partition: 0,
+                offset,
+            },
+            event_json: b"{}".to_vec(),
+            history: vec![],
+            checkpoint: None,
+        }
+    }
+
+    #[test]
+    fn insert_dedups_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let c;
+        let key;
+        {
+            let log = TaskLog::open(dir.path(), 8).unwrap();
+            c = log.connector_number("file").unwrap();
+            assert_eq!(log.connector_number("file").unwrap(), c);
+            let InsertOutcome::Created(k) = log.insert(c, &record(1, 0)).unwrap() else {
+                panic!("first insert must create");
+            };
+            key = k;
+            assert_eq!(
+                log.insert(c, &record(1, 1)).unwrap(),
+                InsertOutcome::Duplicate
+            );
+            assert!(matches!(
+                log.insert(c, &record(2, 2)).unwrap(),
+                InsertOutcome::Created(_)
+            ));
+            log.flush().unwrap();
+        }
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        assert_eq!(log.connector_number("file").unwrap(), c, "numbers persist");
+        assert_eq!(log.connector_number("other").unwrap(), c + 1);
+        assert_eq!(
+            log.insert(c, &record(1, 3)).unwrap(),
+            InsertOutcome::Duplicate
+        );
+        let (found_key, found) = log.find(&TaskId::from_bytes([1; 16])).unwrap().unwrap();
+        assert_eq!(found_key, key);
+        assert_eq!(found.source.offset, 0, "the first record is kept");
+        assert_eq!(log.count_unfinished(c).unwrap(), 2);
+    }
+
+    #[test]
+    fn second_open_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = TaskLog::open(dir.path(), 8).unwrap();
+        let err = TaskLog::open(dir.path(), 8).err().expect("must be locked");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn incompatible_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(META_FORMAT, &[0, 0, 0, 99])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = TaskLog::open(dir.path(), 8).err().expect("must refuse");
+        assert!(matches!(err, LogError::Incompatible { .. }), "{err}");
+    }
+
+    #[test]
+    fn update_is_compare_and_swap_and_feeds_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        let c = log.connector_number("c").unwrap();
+        let InsertOutcome::Created(key) = log.insert(c, &record(9, 0)).unwrap() else {
+            panic!()
+        };
+        let refused = log.update(key, |r| {
+            if r.state.is_final() {
+                Ok(())
+            } else {
+                Err(LogError::Refused("not final".into()))
+            }
+        });
+        assert!(refused.is_err());
+        let r = log
+            .update(key, |r| {
+                r.state = TaskState::Succeeded { note: None };
+                Ok(())
+            })
+            .unwrap();
+        assert!(r.state.is_final());
+        let unfinished = log.unfinished_from(c, 0, 10).unwrap();
+        assert!(unfinished.records.is_empty());
+        assert_eq!(unfinished.last_seen, Some(key.seq));
+        assert_eq!(log.compact(r.updated_ms - 1).unwrap(), 0, "too recent");
+        assert_eq!(log.compact(r.updated_ms + 1).unwrap(), 1);
+        assert!(log.find(&TaskId::from_bytes([9; 16])).unwrap().is_none());
+        assert!(log.is_empty());
+        // After compaction the id is free again: a replay older than retention runs again.
+        assert!(matches!(
+            log.insert(c, &record(9, 5)).unwrap(),
+            InsertOutcome::Created(_)
+        ));
+    }
+
+    #[test]
+    fn rejected_records_are_kept_per_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        let r = RejectedRecord {
+            topic: "t".into(),
+            partition: 3,
+            offset: 42,
+            key: None,
+            kind: "json".into(),
+            error: "bad".into(),
+            value_prefix: b"{".to_vec(),
+            value_len: 1,
+            rejected_ms: 0,
+        };
+        log.insert_rejected(&r).unwrap();
+        log.insert_rejected(&r).unwrap();
+        assert_eq!(log.rejected_len(), 1);
+        assert_eq!(log.rejected(10).unwrap(), vec![r]);
+    }
+}

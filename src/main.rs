@@ -1,0 +1,224 @@
+//! The `polaris-bridge` command line.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use polaris_bridge::config::Config;
+use polaris_bridge::{app, demo, metrics};
+use polaris_bridge_api::codec::{self, WireFormat};
+use polaris_bridge_api::event::EventType;
+
+/// Apache Polaris catalog events from Kafka, made into durable, deduplicated work.
+#[derive(Parser)]
+#[command(name = "polaris-bridge", version, about)]
+struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(
+        long,
+        global = true,
+        default_value = "text",
+        env = "POLARIS_BRIDGE_LOG_FORMAT"
+    )]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the bridge with a configuration file.
+    Run {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Runs the whole pipeline on an embedded Kafka cluster with sample events.
+    Demo(demo::DemoArgs),
+    /// Validates a configuration file and prints what it sets up.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+    /// Decodes one message and prints the event as JSON.
+    Decode {
+        /// `polaris-json`, `avro` or `auto`.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// The message value; `-` or absent reads standard input.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The record key (the stock listener's key is the event id).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Prints the Avro schema of the event model.
+    Schema,
+    /// Lists the Polaris event types: name, code, category, phase.
+    EventTypes,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(run(config))
+        }
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Decode { format, file, key } => decode(&format, file, key),
+        Command::Schema => {
+            println!("{}", codec::AVRO_SCHEMA_JSON.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EventTypes => {
+            for t in EventType::known() {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    t.name(),
+                    t.code().map(|c| c.to_string()).unwrap_or_default(),
+                    t.category().map(|c| c.name()).unwrap_or_default(),
+                    t.phase().map(|p| p.name()).unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let handle = metrics::install().context("cannot install the metrics recorder")?;
+    let mut bridge = app::start(&config, handle).await?;
+    tokio::select! {
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: a second signal exits at once");
+            tokio::spawn(async {
+                shutdown_signal().await;
+                eprintln!("second signal: exiting now (the task log recovers on restart)");
+                std::process::exit(130);
+            });
+            bridge.stop().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        error = bridge.source_failed() => {
+            let _ = bridge.stop().await;
+            Err(error.into())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the bridge");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(file) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for spec in config.connector_specs()? {
+        if let Err(e) = polaris_bridge::connectors::build(&spec) {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!("{}: ok", file.display());
+    println!(
+        "  kafka: {} (group {})",
+        config.kafka.bootstrap_servers, config.kafka.group_id
+    );
+    for topic in &config.topics {
+        println!("  topic {} ({})", topic.name, topic.format.0);
+    }
+    println!("  store: {}", config.store.path.display());
+    for spec in config.connector_specs()? {
+        let routes = config
+            .routes
+            .iter()
+            .filter(|r| r.connector == spec.name)
+            .count();
+        println!(
+            "  connector {} ({}): concurrency {}, max attempts {}, {} route(s)",
+            spec.name, spec.kind, spec.concurrency, spec.retry.max_attempts, routes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn decode(format: &str, file: Option<PathBuf>, key: Option<String>) -> anyhow::Result<ExitCode> {
+    let format: WireFormat = format
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+    let mut value = Vec::new();
+    match file.as_deref() {
+        None => std::io::stdin()
+            .read_to_end(&mut value)
+            .context("reading standard input")?,
+        Some(p) if p.as_os_str() == "-" => std::io::stdin()
+            .read_to_end(&mut value)
+            .context("reading standard input")?,
+        Some(p) => {
+            value = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            value.len()
+        }
+    };
+    match codec::decode(format, key.as_deref().map(str::as_bytes), &value) {
+        Ok(event) => {
+            println!("{}", serde_json::to_string_pretty(&event)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("cannot decode ({}): {e}", e.kind());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The metric catalogue: every metric the service exports, with its type and meaning.
+//!
+//! Labels are bounded: topic, partition, connector, state, outcome and error kind; never a
+//! task id, table or event id.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Messages read from Kafka. Labels: `topic`.
+pub const EVENTS_CONSUMED: &str = "polaris_bridge_events_consumed_total";
+/// Messages that could not be decoded, recorded as rejected. Labels: `topic`, `kind`.
+pub const EVENTS_REJECTED: &str = "polaris_bridge_events_rejected_total";
+/// Events that matched no route (their offsets still advance). Labels: `topic`.
+pub const EVENTS_UNROUTED: &str = "polaris_bridge_events_unrouted_total";
+/// New tasks recorded in the log. Labels: `connector`.
+pub const TASKS_CREATED: &str = "polaris_bridge_tasks_created_total";
+/// Tasks whose id was already in the log (redelivery, replay, duplicate event). Labels: `connector`.
+pub const TASKS_DEDUPLICATED: &str = "polaris_bridge_tasks_deduplicated_total";
+/// Tasks that reached a final state. Labels: `connector`, `state` (succeeded, dead, cancelled).
+pub const TASKS_FINISHED: &str = "polaris_bridge_tasks_finished_total";
+/// Unfinished tasks. Labels: `connector`, `state` (pending, running, retrying).
+pub const TASKS: &str = "polaris_bridge_tasks";
+/// Delivery attempts by result. Labels: `connector`, `outcome` (success, already_done,
+/// transient, permanent, misconfigured).
+pub const DELIVERIES: &str = "polaris_bridge_deliveries_total";
+/// Time of one delivery attempt. Labels: `connector`.
+pub const DELIVERY_DURATION: &str = "polaris_bridge_delivery_duration_seconds";
+/// Time from an event's creation in Polaris to its task's success. Labels: `connector`.
+pub const END_TO_END_LATENCY: &str = "polaris_bridge_event_to_delivery_seconds";
+/// Time of one task log flush.
+pub const LOG_FLUSH_DURATION: &str = "polaris_bridge_log_flush_duration_seconds";
+/// Messages per flushed batch.
+pub const SOURCE_BATCH_SIZE: &str = "polaris_bridge_source_batch_messages";
+/// Unfinished tasks across connectors: what backpressure compares with `source.max_backlog`.
+pub const BACKLOG: &str = "polaris_bridge_backlog";
+/// 1 while the consumer's partitions are paused for backpressure.
+pub const SOURCE_PAUSED: &str = "polaris_bridge_source_paused";
+/// Partitions assigned to this instance.
+pub const ASSIGNED_PARTITIONS: &str = "polaris_bridge_assigned_partitions";
+/// Rebalance events. Labels: `kind` (assign, revoke).
+pub const REBALANCES: &str = "polaris_bridge_rebalances_total";
+/// Offset commits. Labels: `result` (ok, error).
+pub const OFFSET_COMMITS: &str = "polaris_bridge_offset_commits_total";
+/// Finished tasks removed after the retention window.
+pub const TASKS_COMPACTED: &str = "polaris_bridge_tasks_compacted_total";
+/// Rejected messages kept in the log.
+pub const REJECTED_KEPT: &str = "polaris_bridge_rejected_messages";
+
+/// Latency buckets, in seconds, shared by the histograms.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
+
+/// Installs the Prometheus recorder for this process and describes every metric.
+pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(SOURCE_BATCH_SIZE.into()), BATCH_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    describe_counter!(EVENTS_CONSUMED, "Messages read from Kafka");
+    describe_counter!(
+        EVENTS_REJECTED,
+        "Messages that could not be decoded, kept as rejected records"
+    );
+    describe_counter!(EVENTS_UNROUTED, "Events that matched no route");
+    describe_counter!(TASKS_CREATED, "New tasks recorded in the log");
+    describe_counter!(
+        TASKS_DEDUPLICATED,
+        "Tasks already in the log, counted and not run again"
+    );
+    describe_counter!(TASKS_FINISHED, "Tasks that reached a final state");
+    describe_gauge!(TASKS, "Unfinished tasks by state");
+    describe_counter!(DELIVERIES, "Delivery attempts by outcome");
+    describe_histogram!(
+        DELIVERY_DURATION,
+        Unit::Seconds,
+        "Duration of one delivery attempt"
+    );
+    describe_histogram!(
+        END_TO_END_LATENCY,
+        Unit::Seconds,
+        "Event timestamp to successful delivery"
+    );
+    describe_histogram!(
+        LOG_FLUSH_DURATION,
+        Unit::Seconds,
+        "Duration of one task log flush"
+    );
+    describe_histogram!(SOURCE_BATCH_SIZE, "Messages per flushed batch");
+    describe_gauge!(BACKLOG, "Unfinished tasks across connectors");
+    describe_gauge!(
+        SOURCE_PAUSED,
+        "1 while partitions are paused for backpressure"
+    );
+    describe_gauge!(ASSIGNED_PARTITIONS, "Partitions assigned to this instance");
+    describe_counter!(REBALANCES, "Consumer group rebalances");
+    describe_counter!(OFFSET_COMMITS, "Offset commits by result");
+    describe_counter!(TASKS_COMPACTED, "Finished tasks removed after retention");
+    describe_gauge!(REJECTED_KEPT, "Rejected messages kept in the log");
+}

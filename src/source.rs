@@ -1,0 +1,475 @@
+//! The Kafka source: consumes Polaris events and makes them durable as tasks.
+//!
+//! One thread polls a `BaseConsumer`. Each message is decoded, routed and written to the task
+//! log (or recorded as rejected). After a batch the log is flushed, and only then are the
+//! batch's offsets stored, so a partition's committed offset never passes a message whose
+//! tasks are not durable (DESIGN.md guarantee 1). Messages of a partition are handled in
+//! order, so the stored offset is a contiguous watermark, also over messages that were
+//! filtered out, deduplicated or rejected. On revocation the revoked work is flushed and
+//! committed before the partitions are let go. When the backlog of unfinished tasks passes
+//! `source.max_backlog` the assigned partitions are paused until it drops below
+//! `source.resume_backlog` (guarantee 6).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use polaris_bridge_api::codec::{self, WireFormat};
+use polaris_bridge_api::TaskId;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::ClientContext;
+use tokio::sync::Notify;
+
+use crate::config::{Config, SourceConfig};
+use crate::log::{
+    now_ms, InsertOutcome, LogError, RejectedRecord, SourceRecord, TaskLog, TaskRecord, TaskState,
+};
+use crate::metrics as m;
+use crate::route::Router;
+
+/// A failure that stops the source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The consumer could not be created or subscribed.
+    #[error("kafka consumer: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The task log failed: nothing can be made durable, so consuming stops.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// Observable state of the source, shared with the HTTP server.
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    /// Set once the consumer has received its first assignment from the group.
+    pub joined: AtomicBool,
+    /// Set while partitions are paused for backpressure.
+    pub paused: AtomicBool,
+    /// Partitions currently assigned.
+    pub assigned: AtomicU64,
+}
+
+/// Unfinished tasks across all connectors: the source adds, dispatchers subtract.
+#[derive(Debug, Default)]
+pub struct Backlog(AtomicU64);
+
+impl Backlog {
+    /// Current count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Adds `n` new unfinished tasks.
+    pub fn add(&self, n: u64) {
+        let v = self.0.fetch_add(n, Ordering::Relaxed) + n;
+        gauge!(m::BACKLOG).set(v as f64);
+    }
+    /// Removes one finished task.
+    pub fn finish_one(&self) {
+        let v = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            })
+            .unwrap_or(0)
+            .saturating_sub(1);
+        gauge!(m::BACKLOG).set(v as f64);
+    }
+}
+
+/// One routing target as the source sees it.
+pub struct Target {
+    /// Connector instance name.
+    pub name: String,
+    /// Its number in the task log.
+    pub number: u16,
+    /// Wakes its dispatcher when new tasks arrive.
+    pub notify: Arc<Notify>,
+    /// Its unfinished tasks (the source adds, its dispatcher subtracts).
+    pub unfinished: Arc<AtomicU64>,
+}
+
+/// Per-topic decoding settings.
+#[derive(Debug, Clone)]
+struct TopicSettings {
+    format: WireFormat,
+    default_realm: String,
+}
+
+/// State shared between the polling loop and librdkafka's rebalance callbacks.
+struct SourceContext {
+    log: Arc<TaskLog>,
+    status: Arc<SourceStatus>,
+    /// Highest processed (but not yet stored) offset per partition.
+    pending: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl SourceContext {
+    /// Flushes the log and stores the pending offsets of the partitions `keep` selects.
+    fn flush_and_store(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        keep: impl Fn(&str, i32) -> bool,
+    ) -> Result<(), LogError> {
+        let started = Instant::now();
+        self.log.flush()?;
+        histogram!(m::LOG_FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+        let Ok(mut pending) = self.pending.lock() else {
+            return Err(LogError::Refused(
+                "source offset table lock poisoned".into(),
+            ));
+        };
+        pending.retain(|(topic, partition), offset| {
+            if !keep(topic, *partition) {
+                return true;
+            }
+            if let Err(e) = consumer.store_offset(topic, *partition, *offset) {
+                // The partition is no longer ours: its new owner re-reads from the last commit.
+                tracing::debug!(topic, partition, offset, error = %e, "offset not stored");
+            }
+            false
+        });
+        Ok(())
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            counter!(m::REBALANCES, "kind" => "revoke").increment(1);
+            let revoked: Vec<(String, i32)> = revoked
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            let is_revoked = |t: &str, p: i32| revoked.iter().any(|(rt, rp)| rt == t && *rp == p);
+            if let Err(e) = self.flush_and_store(consumer, is_revoked) {
+                tracing::error!(error = %e, "could not make revoked partitions' tasks durable; their offsets stay uncommitted");
+                return;
+            }
+            let result = consumer.commit_consumer_state(CommitMode::Sync);
+            record_commit(&result);
+            tracing::info!(partitions = revoked.len(), "revoked partitions committed");
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                counter!(m::REBALANCES, "kind" => "assign").increment(1);
+                if self.status.paused.load(Ordering::Relaxed) && assigned.count() > 0 {
+                    if let Err(e) = consumer.pause(assigned) {
+                        tracing::warn!(error = %e, "could not pause newly assigned partitions");
+                    }
+                }
+                self.status.joined.store(true, Ordering::Relaxed);
+            }
+            Rebalance::Revoke(_) | Rebalance::Error(_) => {}
+        }
+        let count = consumer.assignment().map(|a| a.count()).unwrap_or(0) as u64;
+        self.status.assigned.store(count, Ordering::Relaxed);
+        gauge!(m::ASSIGNED_PARTITIONS).set(count as f64);
+    }
+}
+
+fn record_commit(result: &Result<(), KafkaError>) {
+    match result {
+        Ok(()) => counter!(m::OFFSET_COMMITS, "result" => "ok").increment(1),
+        // Nothing stored since the last commit: not an error.
+        Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => {
+            counter!(m::OFFSET_COMMITS, "result" => "error").increment(1);
+            tracing::warn!(error = %e, "offset commit failed; stored offsets are committed again later");
+        }
+    }
+}
+
+/// The source: owns the consumer; run it on a thread of its own with [`Source::run`].
+pub struct Source {
+    consumer: BaseConsumer<SourceContext>,
+    topics: HashMap<String, TopicSettings>,
+    router: Router,
+    targets: Vec<Target>,
+    backlog: Arc<Backlog>,
+    settings: SourceConfig,
+}
+
+impl Source {
+    /// Creates the consumer and subscribes to the configured topics.
+    pub fn new(
+        config: &Config,
+        log: Arc<TaskLog>,
+        router: Router,
+        targets: Vec<Target>,
+        backlog: Arc<Backlog>,
+        status: Arc<SourceStatus>,
+    ) -> Result<Source, SourceError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+            .set("group.id", &config.kafka.group_id)
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "queued.max.messages.kbytes",
+                config.source.prefetch_kbytes.to_string(),
+            );
+        for (key, value) in &config.kafka.properties {
+            client.set(key, value);
+        }
+        let context = SourceContext {
+            log,
+            status,
+            pending: Mutex::new(HashMap::new()),
+        };
+        let consumer: BaseConsumer<SourceContext> = client.create_with_context(context)?;
+        let names: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
+        consumer.subscribe(&names)?;
+        let topics = config
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    TopicSettings {
+                        format: t.format.0,
+                        default_realm: t.default_realm.clone(),
+                    },
+                )
+            })
+            .collect();
+        Ok(Source {
+            consumer,
+            topics,
+            router,
+            targets,
+            backlog,
+            settings: config.source.clone(),
+        })
+    }
+
+    /// Consumes until `stop` is set, then flushes, stores and commits.
+    pub fn run(self, stop: &AtomicBool) -> Result<(), SourceError> {
+        let mut routed = Vec::new();
+        let mut touched = vec![false; self.targets.len()];
+        while !stop.load(Ordering::Relaxed) {
+            let batch_started = Instant::now();
+            let mut in_batch = 0usize;
+            while in_batch < self.settings.batch_size {
+                let left = self
+                    .settings
+                    .batch_linger
+                    .saturating_sub(batch_started.elapsed());
+                let wait = if in_batch == 0 {
+                    Duration::from_millis(100)
+                } else {
+                    left
+                };
+                match self.consumer.poll(wait) {
+                    None => {
+                        if in_batch > 0 || stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        self.apply_backpressure();
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "kafka poll error; librdkafka retries");
+                    }
+                    Some(Ok(message)) => {
+                        self.process(&message, &mut routed, &mut touched)?;
+                        in_batch += 1;
+                    }
+                }
+                if in_batch > 0 && batch_started.elapsed() >= self.settings.batch_linger {
+                    break;
+                }
+            }
+            if in_batch > 0 {
+                self.consumer
+                    .context()
+                    .flush_and_store(&self.consumer, |_, _| true)?;
+                histogram!(m::SOURCE_BATCH_SIZE).record(in_batch as f64);
+                for (target, hit) in self.targets.iter().zip(touched.iter_mut()) {
+                    if std::mem::take(hit) {
+                        target.notify.notify_one();
+                    }
+                }
+            }
+            self.apply_backpressure();
+        }
+        self.consumer
+            .context()
+            .flush_and_store(&self.consumer, |_, _| true)?;
+        let result = self.consumer.commit_consumer_state(CommitMode::Sync);
+        record_commit(&result);
+        tracing::info!("source stopped; offsets committed");
+        Ok(())
+    }
+
+    /// Decodes, routes and records one message.
+    fn process(
+        &self,
+        message: &BorrowedMessage<'_>,
+        routed: &mut Vec<usize>,
+        touched: &mut [bool],
+    ) -> Result<(), LogError> {
+        let topic = message.topic();
+        let partition = message.partition();
+        let offset = message.offset();
+        let context = self.consumer.context();
+        let settings = self.topics.get(topic).cloned().unwrap_or(TopicSettings {
+            format: WireFormat::Auto,
+            default_realm: "POLARIS".into(),
+        });
+        counter!(m::EVENTS_CONSUMED, "topic" => topic.to_string()).increment(1);
+        let value = message.payload().unwrap_or(&[]);
+        match codec::decode(settings.format, message.key(), value) {
+            Err(error) => {
+                let kind = error.kind().to_string();
+                tracing::warn!(topic, partition, offset, kind, %error, "message rejected");
+                counter!(m::EVENTS_REJECTED, "topic" => topic.to_string(), "kind" => kind.clone())
+                    .increment(1);
+                context.log.insert_rejected(&RejectedRecord {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    key: message.key().map(<[u8]>::to_vec),
+                    kind,
+                    error: error.to_string(),
+                    value_prefix: value[..value.len().min(RejectedRecord::VALUE_PREFIX)].to_vec(),
+                    value_len: value.len(),
+                    rejected_ms: now_ms(),
+                })?;
+                gauge!(m::REJECTED_KEPT).set(context.log.rejected_len() as f64);
+            }
+            Ok(event) => {
+                let _span = tracing::debug_span!(
+                    "message",
+                    topic,
+                    partition,
+                    offset,
+                    event_type = event.event_type.name(),
+                    trace_id = event.trace_id()
+                )
+                .entered();
+                self.router.route(&event, routed);
+                if routed.is_empty() {
+                    counter!(m::EVENTS_UNROUTED, "topic" => topic.to_string()).increment(1);
+                } else {
+                    let realm = event
+                        .realm_id
+                        .clone()
+                        .unwrap_or_else(|| settings.default_realm.clone());
+                    let ordering_key = event.resource_identity(&settings.default_realm);
+                    let event_json = serde_json::to_vec(&event).map_err(|e| LogError::Corrupt {
+                        key: format!("{topic}/{partition}/{offset}"),
+                        message: format!("event does not serialise: {e}"),
+                    })?;
+                    let now = now_ms();
+                    for &index in routed.iter() {
+                        let target = &self.targets[index];
+                        let record = TaskRecord {
+                            task_id: *TaskId::for_event(&target.name, &realm, &event).as_bytes(),
+                            connector: target.name.clone(),
+                            state: TaskState::Pending,
+                            attempts: 0,
+                            created_ms: now,
+                            updated_ms: now,
+                            ordering_key: ordering_key.clone(),
+                            realm: realm.clone(),
+                            source: SourceRecord {
+                                topic: topic.to_string(),
+                                partition,
+                                offset,
+                            },
+                            event_json: event_json.clone(),
+                            history: Vec::new(),
+                            checkpoint: None,
+                        };
+                        match context.log.insert(target.number, &record)? {
+                            InsertOutcome::Created(_) => {
+                                self.backlog.add(1);
+                                target.unfinished.fetch_add(1, Ordering::Relaxed);
+                                touched[index] = true;
+                                counter!(m::TASKS_CREATED, "connector" => target.name.clone())
+                                    .increment(1);
+                            }
+                            InsertOutcome::Duplicate => {
+                                counter!(m::TASKS_DEDUPLICATED, "connector" => target.name.clone())
+                                    .increment(1);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let Ok(mut pending) = context.pending.lock() else {
+            return Err(LogError::Refused(
+                "source offset table lock poisoned".into(),
+            ));
+        };
+        pending.insert((topic.to_string(), partition), offset);
+        Ok(())
+    }
+
+    /// Pauses or resumes the assigned partitions according to the backlog.
+    fn apply_backpressure(&self) {
+        let status = &self.consumer.context().status;
+        let backlog = self.backlog.get();
+        let paused = status.paused.load(Ordering::Relaxed);
+        let change = if !paused && backlog > self.settings.max_backlog {
+            Some(true)
+        } else if paused && backlog <= self.settings.resume_backlog {
+            Some(false)
+        } else {
+            None
+        };
+        let Some(pause) = change else { return };
+        let assignment = match self.consumer.assignment() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read assignment for backpressure");
+                return;
+            }
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        match result {
+            Ok(()) => {
+                status.paused.store(pause, Ordering::Relaxed);
+                gauge!(m::SOURCE_PAUSED).set(if pause { 1.0 } else { 0.0 });
+                tracing::info!(
+                    backlog,
+                    paused = pause,
+                    partitions = assignment.count(),
+                    "backpressure"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "pause/resume failed"),
+        }
+    }
+}
