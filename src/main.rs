@@ -63,6 +63,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
+    // A corrupt length prefix in an Avro message must not allocate more than this.
+    codec::avro::limit_allocations(16 << 20);
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {

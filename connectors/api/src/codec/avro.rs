@@ -30,6 +30,9 @@ pub const AVRO_SCHEMA_JSON: &str = include_str!("../../../../schemas/polaris_eve
 /// The full name of the bundled schema's record.
 pub const AVRO_SCHEMA_NAME: &str = "org.apache.polaris.bridge.PolarisEvent";
 
+/// The `EventType` symbol that stands for a type the writer did not know.
+pub const UNKNOWN_SYMBOL: &str = "UNKNOWN";
+
 /// The first byte of a Confluent-framed value.
 pub const CONFLUENT_MAGIC: u8 = 0;
 
@@ -137,4 +140,11 @@ mod tests {
         assert_eq!(confluent_schema_id(&[0, 0, 0, 1, 2]), None);
         assert_eq!(confluent_schema_id(&[1, 0, 0, 1, 2, 9]), None);
     }
+}
+
+/// Caps the size of any single string, bytes or collection an Avro datum may declare, so a
+/// corrupt or hostile length prefix cannot make the decoder allocate gigabytes. The setting is
+/// process-wide and takes effect only the first time it is called.
+pub fn limit_allocations(max_bytes: usize) -> usize {
+    apache_avro::max_allocation_bytes(max_bytes)
 }

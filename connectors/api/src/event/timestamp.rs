@@ -97,10 +97,10 @@ pub fn parse_instant(text: &str) -> Result<ParsedInstant, TimestampError> {
         return Err(fail("the year must have 4 to 6 digits"));
     }
     let year = sign * p.number(year_digits);
-    p.expect(b'-')
+    p.eat(b'-')
         .map_err(|()| fail("expected `-` after the year"))?;
     let month = p.fixed(2).ok_or_else(|| fail("expected a 2-digit month"))?;
-    p.expect(b'-')
+    p.eat(b'-')
         .map_err(|()| fail("expected `-` after the month"))?;
     let day = p.fixed(2).ok_or_else(|| fail("expected a 2-digit day"))?;
     match p.peek() {
@@ -108,10 +108,10 @@ pub fn parse_instant(text: &str) -> Result<ParsedInstant, TimestampError> {
         _ => return Err(fail("expected `T` between date and time")),
     }
     let hour = p.fixed(2).ok_or_else(|| fail("expected a 2-digit hour"))?;
-    p.expect(b':')
+    p.eat(b':')
         .map_err(|()| fail("expected `:` after the hour"))?;
     let minute = p.fixed(2).ok_or_else(|| fail("expected 2-digit minutes"))?;
-    p.expect(b':')
+    p.eat(b':')
         .map_err(|()| fail("expected `:` after the minutes"))?;
     let second = p.fixed(2).ok_or_else(|| fail("expected 2-digit seconds"))?;
 
@@ -135,7 +135,7 @@ pub fn parse_instant(text: &str) -> Result<ParsedInstant, TimestampError> {
             let hours = p
                 .fixed(2)
                 .ok_or_else(|| fail("expected a 2-digit offset hour"))?;
-            p.expect(b':')
+            p.eat(b':')
                 .map_err(|()| fail("expected `:` in the offset"))?;
             let minutes = p
                 .fixed(2)
@@ -187,7 +187,7 @@ impl Cursor<'_> {
         self.bytes.get(self.pos).copied()
     }
 
-    fn expect(&mut self, byte: u8) -> Result<(), ()> {
+    fn eat(&mut self, byte: u8) -> Result<(), ()> {
         if self.peek() == Some(byte) {
             self.pos += 1;
             Ok(())

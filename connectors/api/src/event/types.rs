@@ -241,6 +241,12 @@ impl EventType {
         Self::lookup(name).unwrap_or_else(|| EventType::Unknown(name.to_owned()))
     }
 
+    /// Whether `name` looks like an event type name; see the free function
+    /// [`is_plausible_name`].
+    pub fn is_plausible_name(name: &str) -> bool {
+        is_plausible_name(name)
+    }
+
     /// All 149 types of Polaris 1.7.0, in code order.
     pub fn known() -> &'static [EventType] {
         KNOWN
@@ -564,6 +570,7 @@ mod tests {
         );
         assert_eq!(EventType::from_name("ROTATE").phase(), None);
         assert!(!future.is_known());
+        assert!(EventType::is_plausible_name("AFTER_FUTURE_THING"));
     }
 
     #[test]

@@ -7,14 +7,11 @@ use std::io::{self, Read};
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
-use super::avro_schema;
+use super::{avro_schema, UNKNOWN_SYMBOL};
 use crate::codec::error::DecodeError;
 use crate::codec::event_id_from_key;
 use crate::event::types::{is_plausible_name, EventType};
 use crate::event::{OtelContext, PolarisEvent};
-
-/// The enum symbol that stands for a type the writer did not know.
-const UNKNOWN_SYMBOL: &str = "UNKNOWN";
 
 /// Longest apache-avro message kept in an error.
 const MAX_MESSAGE: usize = 200;

@@ -4,10 +4,12 @@
 //! and deterministic: attributes are written in key order, so equal events give equal bytes.
 //! The tests decode every output with apache-avro and the bundled schema.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
-use super::{CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC};
-use crate::event::types::EventType;
+use apache_avro::Schema;
+
+use super::{avro_schema, CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, UNKNOWN_SYMBOL};
 use crate::event::PolarisEvent;
 
 /// Encodes `event` as a raw Avro datum of the bundled schema (no header).
@@ -30,16 +32,17 @@ pub fn encode_avro_confluent(event: &PolarisEvent, schema_id: u32) -> Vec<u8> {
 /// The record, field by field, in the order of `schemas/polaris_event.avsc`.
 fn write_event(out: &mut Vec<u8>, event: &PolarisEvent) {
     write_string(out, event.event_id.as_deref().unwrap_or(""));
-    let known = EventType::known();
-    match known.iter().position(|t| *t == event.event_type) {
-        Some(index) => {
-            write_index(out, index);
+    let symbols = symbol_indexes();
+    let name = event.event_type.name();
+    match symbols.get(name) {
+        Some(index) if name != UNKNOWN_SYMBOL => {
+            write_index(out, *index);
             write_null(out); // event_type_name
         }
-        None => {
-            // Symbol UNKNOWN follows the known symbols; the name rides in event_type_name.
-            write_index(out, known.len());
-            write_some(out, event.event_type.name(), write_str_ref);
+        _ => {
+            // A type the schema lacks: symbol UNKNOWN, the name rides in event_type_name.
+            write_index(out, symbols.get(UNKNOWN_SYMBOL).copied().unwrap_or(0));
+            write_some(out, name, write_str_ref);
         }
     }
     write_optional(out, event.timestamp_ms, write_long);
@@ -72,6 +75,32 @@ fn write_event(out: &mut Vec<u8>, event: &PolarisEvent) {
     write_optional_strings(out, &event.rename_source);
     write_optional_strings(out, &event.rename_destination);
     write_map(out, &event.attributes);
+}
+
+/// The index of every `EventType` symbol of the bundled schema.
+fn symbol_indexes() -> &'static HashMap<&'static str, usize> {
+    static INDEXES: OnceLock<HashMap<&'static str, usize>> = OnceLock::new();
+    INDEXES.get_or_init(|| {
+        let Schema::Record(record) = avro_schema() else {
+            return HashMap::new();
+        };
+        record
+            .fields
+            .iter()
+            .find_map(|field| match &field.schema {
+                Schema::Enum(event_type) if field.name == "event_type" => Some(event_type),
+                _ => None,
+            })
+            .map(|event_type| {
+                event_type
+                    .symbols
+                    .iter()
+                    .enumerate()
+                    .map(|(index, symbol)| (symbol.as_str(), index))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
 }
 
 /// A zig-zag varint `long`.

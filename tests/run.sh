@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The project's single test command:
+#
+#   tests/run.sh [cargo test args] [-- test binary args]
+#
+# Builds the tests, starts the services they need (a real Kafka broker, see
+# tests/kafka/broker.sh), runs
+#   cargo test --workspace --locked [cargo test args] -- --test-threads=$TEST_THREADS [test binary args]
+# with KAFKA_BOOTSTRAP exported, stops the services on exit (also on failure or Ctrl-C)
+# and exits with the tests' status.
+#
+# Environment (all optional):
+#   KAFKA_BOOTSTRAP  use this broker (host:port) instead of starting one
+#   BROKER_DIR       state dir of the broker started here (default: a fresh mktemp dir,
+#                    removed when the tests pass, kept with its broker.log when they fail)
+#   TEST_THREADS     libtest --test-threads (default 2)
+#   TEST_CMD         run this shell command instead of cargo test (services still started;
+#                    handy for a single test binary, a debugger or checking this script)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { echo "run.sh: $*" >&2; }
+
+# --- arguments: before `--` for cargo test, after it for the test binaries ------
+cargo_args=()
+harness_args=()
+after_dd=0
+for arg in "$@"; do
+	if ((after_dd)); then
+		harness_args+=("$arg")
+	elif [[ "$arg" == "--" ]]; then
+		after_dd=1
+	else
+		cargo_args+=("$arg")
+	fi
+done
+if [[ " ${harness_args[*]} " != *" --test-threads"* ]]; then
+	harness_args=("--test-threads=${TEST_THREADS:-2}" "${harness_args[@]}")
+fi
+
+# --- services: each start_X pushes its stop_X; stopped in reverse order on exit ---
+STOPS=()
+RUN_RC=0
+
+on_exit() {
+	RUN_RC=$?
+	trap - EXIT INT TERM
+	local i
+	for ((i = ${#STOPS[@]} - 1; i >= 0; i--)); do
+		"${STOPS[i]}" || log "warning: ${STOPS[i]} failed"
+	done
+	exit "$RUN_RC"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+KAFKA_OWN_DIR=0
+start_kafka() {
+	if [[ -n "${KAFKA_BOOTSTRAP:-}" ]]; then
+		log "using the Kafka broker at $KAFKA_BOOTSTRAP"
+		export KAFKA_BOOTSTRAP
+		return 0
+	fi
+	if [[ -z "${BROKER_DIR:-}" ]]; then
+		BROKER_DIR="$(mktemp -d "${TMPDIR:-/tmp}/polaris-bridge-kafka.XXXXXX")"
+		KAFKA_OWN_DIR=1
+	fi
+	export BROKER_DIR
+	STOPS+=(stop_kafka)
+	log "starting a Kafka broker in $BROKER_DIR"
+	local out
+	out="$(tests/kafka/broker.sh start)"
+	KAFKA_BOOTSTRAP="${out##*KAFKA_BOOTSTRAP=}"
+	export KAFKA_BOOTSTRAP
+	log "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+}
+stop_kafka() {
+	tests/kafka/broker.sh stop
+	if ((RUN_RC == 0 && KAFKA_OWN_DIR)); then
+		rm -rf "$BROKER_DIR"
+	else
+		log "broker log: $BROKER_DIR/broker.log"
+	fi
+}
+
+# --- run ----------------------------------------------------------------------
+if [[ -n "${TEST_CMD:-}" ]]; then
+	start_kafka
+	log "running TEST_CMD: $TEST_CMD"
+	rc=0
+	bash -c "$TEST_CMD" || rc=$?
+else
+	# Build first, so compile errors show without a broker and the broker doesn't
+	# compete with the compiler for the CPU.
+	log "building the tests"
+	cargo test --workspace --locked "${cargo_args[@]}" --no-run
+	start_kafka
+	log "cargo test --workspace --locked ${cargo_args[*]} -- ${harness_args[*]}"
+	rc=0
+	cargo test --workspace --locked "${cargo_args[@]}" -- "${harness_args[@]}" || rc=$?
+fi
+exit "$rc"
