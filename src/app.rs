@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
 use crate::connectors;
-use crate::dispatch::{DispatchPolicy, Dispatcher};
+use crate::dispatch::{ConnectorControl, DispatchPolicy, Dispatcher};
 use crate::http::{self, HttpState};
 use crate::log::{now_ms, LogError, TaskLog};
 use crate::metrics as m;
@@ -56,6 +56,8 @@ pub struct RunningBridge {
     http: Option<JoinHandle<std::io::Result<()>>>,
     /// Where the HTTP server listens, when it runs.
     pub http_addr: Option<std::net::SocketAddr>,
+    /// Pause and resume of each connector, by name.
+    pub controls: Vec<(String, Arc<ConnectorControl>)>,
 }
 
 /// Starts the bridge described by `config`.
@@ -82,12 +84,16 @@ pub async fn start(config: &Config, metrics: PrometheusHandle) -> Result<Running
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut targets = Vec::with_capacity(specs.len());
     let mut dispatchers = Vec::with_capacity(specs.len());
+    let mut controls = Vec::with_capacity(specs.len());
     for (spec, connector) in specs.iter().zip(built) {
+        let connector_handle = connector.clone();
         let number = log.connector_number(&spec.name)?;
         let unfinished = log.count_unfinished(number)?;
         backlog.add(unfinished);
         let unfinished = Arc::new(AtomicU64::new(unfinished));
         let notify = Arc::new(Notify::new());
+        let control = Arc::new(ConnectorControl::default());
+        controls.push((spec.name.clone(), control.clone()));
         if let Err(e) = connector.healthcheck().await {
             tracing::warn!(connector = %spec.name, error = %e, "healthcheck failed at startup; tasks wait and retry");
         }
@@ -108,10 +114,12 @@ pub async fn start(config: &Config, metrics: PrometheusHandle) -> Result<Running
             notify.clone(),
             backlog.clone(),
             unfinished.clone(),
+            control,
         );
         dispatchers.push(tokio::spawn(dispatcher.run(shutdown_rx.clone())));
         targets.push(Target {
             name: spec.name.clone(),
+            connector: connector_handle,
             number,
             notify,
             unfinished,
@@ -173,6 +181,7 @@ pub async fn start(config: &Config, metrics: PrometheusHandle) -> Result<Running
         background,
         http,
         http_addr,
+        controls,
     })
 }
 

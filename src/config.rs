@@ -225,6 +225,9 @@ pub struct RetryConfig {
     /// Randomisation factor: each wait is drawn from `wait * (1 +- jitter)`.
     #[serde(default = "default_jitter")]
     pub jitter: f64,
+    /// Give up on a task this long after it was created, whatever its attempts.
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
 }
 
 fn default_max_attempts() -> u32 {
@@ -251,6 +254,7 @@ impl Default for RetryConfig {
             max_interval: default_max_interval(),
             multiplier: default_multiplier(),
             jitter: default_jitter(),
+            max_age: None,
         }
     }
 }
@@ -865,5 +869,160 @@ fn parse_override_value(raw: &str, existing: Option<&toml::Value>) -> toml::Valu
             .remove("v")
             .unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+
+[[topics]]
+name = "polaris-catalog-events"
+
+[connectors.audit]
+type = "file"
+path = "/tmp/a.jsonl"
+
+[[routes]]
+connector = "audit"
+event_types = ["AFTER_*_TABLE"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, "test.toml", Vec::<(String, String)>::new())
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match parse(text) {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected validation problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.kafka.group_id, "polaris-bridge");
+        assert_eq!(c.topics[0].format.0, WireFormat::PolarisJson);
+        assert_eq!(c.topics[0].default_realm, "POLARIS");
+        assert_eq!(c.store.retention, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(c.store.cache_capacity_mb, 64);
+        let specs = c.connector_specs().unwrap();
+        assert_eq!(specs[0].kind, "file");
+        assert_eq!(specs[0].concurrency, 8);
+        assert!(specs[0].ordered);
+        assert!(specs[0].settings.contains_key("path"));
+        assert!(!specs[0].settings.contains_key("type"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = parse(
+            &MINIMAL
+                .replace("[store]", "")
+                .replace("[kafka]", "[kafka]\nbootstrap_server = \"x\""),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("bootstrap_server"), "{text}");
+        assert!(text.contains("test.toml"), "{text}");
+        let err = parse(&format!("{MINIMAL}\n[source]\nbatch_sise = 3\n")).unwrap_err();
+        assert!(err.to_string().contains("batch_sise"), "{err}");
+        let err = parse(&format!("{MINIMAL}\n[frobnicate]\nx = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("frobnicate"), "{err}");
+    }
+
+    #[test]
+    fn semantic_problems_name_key_and_fix() {
+        let text = MINIMAL
+            .replace("connector = \"audit\"", "connector = \"audti\"")
+            .replace("AFTER_*_TABLE", "AFTER_DROP_TABEL")
+            + "\n[source]\nmax_backlog = 10\nresume_backlog = 10\n[kafka.properties]\n\"enable.auto.commit\" = \"true\"\n";
+        let p = problems(&text);
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"routes[0].connector"), "{p:?}");
+        assert!(keys.contains(&"routes[0].event_types"), "{p:?}");
+        assert!(keys.contains(&"source.resume_backlog"), "{p:?}");
+        assert!(
+            keys.contains(&"kafka.properties.\"enable.auto.commit\""),
+            "{p:?}"
+        );
+        let route = p.iter().find(|p| p.key == "routes[0].connector").unwrap();
+        assert!(
+            route.fix.contains("audit"),
+            "the fix lists the defined connectors: {route:?}"
+        );
+        let rendered = ConfigError::Invalid(p).to_string();
+        assert!(rendered.contains("Fix:"), "{rendered}");
+    }
+
+    #[test]
+    fn connector_common_settings_are_checked() {
+        let p = problems(&MINIMAL.replace(
+            "type = \"file\"",
+            "type = \"file\"\nconcurrency = 0\nretry = { jitter = 3.0 }",
+        ));
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"connectors.audit.concurrency"), "{p:?}");
+        assert!(keys.contains(&"connectors.audit.retry.jitter"), "{p:?}");
+        let p = problems(&MINIMAL.replace("type = \"file\"\n", ""));
+        assert_eq!(p[0].key, "connectors.audit.type");
+    }
+
+    #[test]
+    fn bad_format_lists_the_choices() {
+        let err = parse(&MINIMAL.replace(
+            "name = \"polaris-catalog-events\"",
+            "name = \"t\"\nformat = \"protobuf\"",
+        ))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("protobuf") && text.contains("polaris-json"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_apply_with_types() {
+        let env = vec![
+            (
+                format!("{ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS"),
+                "broker:9093".to_string(),
+            ),
+            (format!("{ENV_PREFIX}TOPICS__0__FORMAT"), "avro".to_string()),
+            (format!("{ENV_PREFIX}SOURCE__BATCH_SIZE"), "17".to_string()),
+            (
+                format!("{ENV_PREFIX}CONNECTORS__AUDIT__PATH"),
+                "/var/log/x.jsonl".to_string(),
+            ),
+            (format!("{ENV_PREFIX}STORE__RETENTION"), "2d".to_string()),
+            ("UNRELATED".to_string(), "1".to_string()),
+        ];
+        let c = Config::from_toml(MINIMAL, "test.toml", env).unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "broker:9093");
+        assert_eq!(c.topics[0].format.0, WireFormat::Avro);
+        assert_eq!(c.source.batch_size, 17);
+        assert_eq!(c.store.retention, Duration::from_secs(2 * 24 * 3600));
+        let specs = c.connector_specs().unwrap();
+        assert_eq!(specs[0].settings["path"].as_str(), Some("/var/log/x.jsonl"));
+    }
+
+    #[test]
+    fn bad_environment_overrides_name_the_variable() {
+        let env = vec![(format!("{ENV_PREFIX}TOPICS__5__NAME"), "x".to_string())];
+        let err = Config::from_toml(MINIMAL, "test.toml", env).unwrap_err();
+        assert!(matches!(err, ConfigError::Env { .. }), "{err}");
+        assert!(err.to_string().contains("TOPICS__5__NAME"), "{err}");
+        let env = vec![(
+            format!("{ENV_PREFIX}SOURCE__BATCH_SIZE"),
+            "many".to_string(),
+        )];
+        let err = Config::from_toml(MINIMAL, "test.toml", env).unwrap_err();
+        assert!(err.to_string().contains("batch_size"), "{err}");
     }
 }

@@ -75,3 +75,47 @@ impl Connector for Blackhole {
         Ok(DeliveryOutcome::Delivered)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RetryConfig;
+
+    fn spec(kind: &str, settings: &str) -> ConnectorSpec {
+        ConnectorSpec {
+            name: "c".into(),
+            kind: kind.into(),
+            concurrency: 1,
+            retry: RetryConfig::default(),
+            ordered: true,
+            settings: toml::from_str(settings).unwrap(),
+        }
+    }
+
+    #[test]
+    fn builds_known_types_and_rejects_bad_settings() {
+        assert_eq!(
+            build(&spec("file", "path = \"/tmp/x\"")).unwrap().kind(),
+            "file"
+        );
+        assert_eq!(
+            build(&spec("blackhole", "delay = \"5ms\"")).unwrap().kind(),
+            "blackhole"
+        );
+        let err = build(&spec("file", "path = \"/tmp/x\"\npaht = 1"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("connectors.c") && err.contains("paht"),
+            "{err}"
+        );
+        let err = build(&spec("file", "")).err().unwrap().to_string();
+        assert!(err.contains("path"), "{err}");
+        let err = build(&spec("webhok", "")).err().unwrap().to_string();
+        assert!(
+            err.contains("connectors.c.type") && err.contains("file, blackhole"),
+            "{err}"
+        );
+    }
+}

@@ -12,7 +12,7 @@
 //! lock proves it is gone) or whose lease expired are taken over (guarantee 4).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,48 @@ pub fn retry_delay(retry: &RetryConfig, attempt: u32) -> Duration {
         delay = policy.next_backoff().unwrap_or(retry.max_interval);
     }
     delay
+}
+
+/// Operator control of one connector's dispatcher: pause and resume.
+#[derive(Debug, Default)]
+pub struct ConnectorControl {
+    paused: AtomicBool,
+    /// Why it is paused (an operator's note, or what the target said when it disabled itself).
+    reason: std::sync::Mutex<Option<String>>,
+    wake: Notify,
+}
+
+impl ConnectorControl {
+    /// Stops starting new deliveries (those in flight finish); tasks wait in the log.
+    pub fn pause(&self, reason: impl Into<String>) {
+        if let Ok(mut r) = self.reason.lock() {
+            *r = Some(reason.into());
+        }
+        self.paused.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Starts delivering again.
+    pub fn resume(&self) {
+        if let Ok(mut r) = self.reason.lock() {
+            *r = None;
+        }
+        self.paused.store(false, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Whether deliveries are paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Why deliveries are paused, if they are.
+    pub fn pause_reason(&self) -> Option<String> {
+        if !self.is_paused() {
+            return None;
+        }
+        self.reason.lock().ok().and_then(|r| r.clone())
+    }
 }
 
 /// Where a task in the window stands.
@@ -143,6 +185,8 @@ pub struct Dispatcher {
     backlog: Arc<Backlog>,
     /// This connector's unfinished tasks (the source adds, this dispatcher subtracts).
     unfinished: Arc<AtomicU64>,
+    /// Pause and resume.
+    control: Arc<ConnectorControl>,
 }
 
 impl Dispatcher {
@@ -158,6 +202,7 @@ impl Dispatcher {
         notify: Arc<Notify>,
         backlog: Arc<Backlog>,
         unfinished: Arc<AtomicU64>,
+        control: Arc<ConnectorControl>,
     ) -> Self {
         Dispatcher {
             name,
@@ -169,6 +214,7 @@ impl Dispatcher {
             notify,
             backlog,
             unfinished,
+            control,
         }
     }
 
@@ -196,7 +242,17 @@ impl Dispatcher {
                     window.insert(key.seq, self.entry(key, &record));
                 }
             }
-            let next_wake = self.start_ready(&mut window, &mut in_flight, &done_tx)?;
+            let paused = self.control.is_paused();
+            gauge!(m::CONNECTOR_PAUSED, "connector" => self.name.clone()).set(if paused {
+                1.0
+            } else {
+                0.0
+            });
+            let next_wake = if paused {
+                None
+            } else {
+                self.start_ready(&mut window, &mut in_flight, &done_tx)?
+            };
             self.advance_head(&window, next_from, &mut head)?;
             self.report(&window);
             let sleep_for = next_wake
@@ -212,6 +268,7 @@ impl Dispatcher {
                     }
                 }
                 () = self.notify.notified() => {}
+                () = self.control.wake.notified() => {}
                 () = tokio::time::sleep(sleep_for) => {}
                 _ = renew.tick() => self.renew_leases(&window),
                 _ = shutdown.changed() => {}
@@ -438,11 +495,47 @@ impl Dispatcher {
                     },
                     Some(note.clone()),
                 ),
+                Err(DeliveryError::Deferred {
+                    reason,
+                    retry_after,
+                }) => {
+                    r.attempts = r.attempts.saturating_sub(1);
+                    (
+                        TaskState::Retrying {
+                            not_before_ms: now + retry_after.as_millis() as i64,
+                            last_error: format!("deferred: {reason}"),
+                        },
+                        Some(reason.clone()),
+                    )
+                }
+                Err(DeliveryError::Disabled { reason }) => {
+                    r.attempts = r.attempts.saturating_sub(1);
+                    (
+                        TaskState::Retrying {
+                            not_before_ms: now,
+                            last_error: format!("target disabled: {reason}"),
+                        },
+                        Some(reason.clone()),
+                    )
+                }
                 Err(DeliveryError::Transient {
                     message,
                     retry_after,
                 }) => {
-                    if r.attempts >= retry.max_attempts {
+                    let too_old = retry
+                        .max_age
+                        .is_some_and(|age| now - r.created_ms > age.as_millis() as i64);
+                    if too_old {
+                        (
+                            TaskState::Dead {
+                                reason: format!(
+                                    "gave up after {} attempts: older than retry.max_age; last error: {message}",
+                                    r.attempts
+                                ),
+                            },
+                            Some(message.clone()),
+                        )
+                    } else if r.attempts >= retry.max_attempts {
                         (
                             TaskState::Dead {
                                 reason: format!(
@@ -488,6 +581,10 @@ impl Dispatcher {
             r.state = state;
             Ok(())
         });
+        if let Err(DeliveryError::Disabled { reason }) = &done.result {
+            tracing::warn!(connector = %self.name, %reason, "the target disabled itself: deliveries paused until an operator resumes them");
+            self.control.pause(format!("target disabled: {reason}"));
+        }
         let record = match result {
             Ok(record) => record,
             Err(LogError::Refused(reason)) => {
@@ -638,6 +735,336 @@ enum Start {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::{InsertOutcome, SourceRecord};
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// A connector scripted per event id: fails with the scripted errors in turn, then
+    /// succeeds; records the order of attempts and the peak concurrency.
+    #[derive(Default)]
+    struct Scripted {
+        script: Mutex<std::collections::HashMap<String, Vec<DeliveryError>>>,
+        attempts: Mutex<Vec<String>>,
+        running: AtomicU64,
+        peak: AtomicU64,
+        delay: Duration,
+    }
+
+    #[async_trait]
+    impl Connector for Scripted {
+        fn kind(&self) -> &'static str {
+            "scripted"
+        }
+        async fn deliver(
+            &self,
+            d: &Delivery,
+            _: &dyn TaskContext,
+        ) -> Result<DeliveryOutcome, DeliveryError> {
+            let id = d.event.event_id.clone().unwrap_or_default();
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.attempts.lock().unwrap().push(id.clone());
+            let next = self
+                .script
+                .lock()
+                .unwrap()
+                .get_mut(&id)
+                .and_then(|s| (!s.is_empty()).then(|| s.remove(0)));
+            match next {
+                Some(e) => Err(e),
+                None => Ok(DeliveryOutcome::Delivered),
+            }
+        }
+    }
+
+    struct Harness {
+        log: Arc<TaskLog>,
+        number: u16,
+        control: Arc<ConnectorControl>,
+        notify: Arc<Notify>,
+        backlog: Arc<Backlog>,
+        unfinished: Arc<AtomicU64>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn harness() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(TaskLog::open(dir.path(), 8).unwrap());
+        let number = log.connector_number("c").unwrap();
+        Harness {
+            log,
+            number,
+            control: Arc::new(ConnectorControl::default()),
+            notify: Arc::new(Notify::new()),
+            backlog: Arc::new(Backlog::default()),
+            unfinished: Arc::new(AtomicU64::new(0)),
+            _dir: dir,
+        }
+    }
+
+    impl Harness {
+        fn add(&self, event_id: &str, ordering_key: &str) {
+            let mut event = PolarisEvent::new(polaris_bridge_api::event::EventType::from_name(
+                "AFTER_UPDATE_TABLE",
+            ));
+            event.event_id = Some(event_id.to_string());
+            let record = TaskRecord {
+                task_id: *TaskId::for_event("c", "R", &event).as_bytes(),
+                connector: "c".into(),
+                state: TaskState::Pending,
+                attempts: 0,
+                created_ms: now_ms(),
+                updated_ms: now_ms(),
+                ordering_key: ordering_key.into(),
+                realm: "R".into(),
+                source: SourceRecord {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: 0,
+                },
+                event_json: serde_json::to_vec(&event).unwrap(),
+                history: vec![],
+                checkpoint: None,
+            };
+            assert!(matches!(
+                self.log.insert(self.number, &record).unwrap(),
+                InsertOutcome::Created(_)
+            ));
+            self.unfinished.fetch_add(1, Ordering::SeqCst);
+            self.backlog.add(1);
+            self.notify.notify_one();
+        }
+
+        fn spawn(
+            &self,
+            connector: Arc<Scripted>,
+            concurrency: usize,
+            ordered: bool,
+        ) -> (
+            watch::Sender<bool>,
+            tokio::task::JoinHandle<Result<(), LogError>>,
+        ) {
+            let policy = DispatchPolicy {
+                concurrency,
+                retry: RetryConfig {
+                    max_attempts: 3,
+                    initial_interval: Duration::from_millis(10),
+                    max_interval: Duration::from_millis(20),
+                    multiplier: 2.0,
+                    jitter: 0.0,
+                    max_age: None,
+                },
+                lease: Duration::from_secs(5),
+                window: 64,
+                ordered,
+                drain_timeout: Duration::from_secs(1),
+            };
+            let (tx, rx) = watch::channel(false);
+            let d = Dispatcher::new(
+                "c".into(),
+                self.number,
+                self.log.clone(),
+                connector,
+                policy,
+                "me".into(),
+                self.notify.clone(),
+                self.backlog.clone(),
+                self.unfinished.clone(),
+                self.control.clone(),
+            );
+            (tx, tokio::spawn(d.run(rx)))
+        }
+
+        fn states(&self) -> std::collections::HashMap<String, TaskRecord> {
+            self.log
+                .iter()
+                .map(|e| e.unwrap().1)
+                .map(|r| {
+                    let event: PolarisEvent = serde_json::from_slice(&r.event_json).unwrap();
+                    (event.event_id.unwrap(), r)
+                })
+                .collect()
+        }
+
+        async fn settle(&self) {
+            for _ in 0..300 {
+                if self.backlog.get() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("backlog did not drain: {}", self.backlog.get());
+        }
+    }
+
+    #[tokio::test]
+    async fn same_key_runs_in_order_one_at_a_time_and_other_keys_run_alongside() {
+        let h = harness();
+        let connector = Arc::new(Scripted {
+            delay: Duration::from_millis(20),
+            ..Default::default()
+        });
+        connector
+            .script
+            .lock()
+            .unwrap()
+            .insert("a1".into(), vec![DeliveryError::transient("blip")]);
+        for (id, key) in [
+            ("a1", "A"),
+            ("b1", "B"),
+            ("a2", "A"),
+            ("b2", "B"),
+            ("a3", "A"),
+        ] {
+            h.add(id, key);
+        }
+        let (stop, task) = h.spawn(connector.clone(), 4, true);
+        h.settle().await;
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        let order = connector.attempts.lock().unwrap().clone();
+        let a: Vec<&String> = order.iter().filter(|id| id.starts_with('a')).collect();
+        assert_eq!(
+            a,
+            vec!["a1", "a1", "a2", "a3"],
+            "key A waits for its failed head"
+        );
+        let b_done = order.iter().position(|id| id == "b2").unwrap();
+        let a2 = order.iter().position(|id| id == "a2").unwrap();
+        assert!(
+            b_done < a2,
+            "key B is not held up by key A's retry: {order:?}"
+        );
+        assert!(connector.peak.load(Ordering::SeqCst) <= 2, "one per key");
+        let states = h.states();
+        assert_eq!(states["a1"].attempts, 2);
+        assert!(states
+            .values()
+            .all(|r| matches!(r.state, TaskState::Succeeded { .. })));
+    }
+
+    #[tokio::test]
+    async fn concurrency_limit_and_dead_letters() {
+        let h = harness();
+        let connector = Arc::new(Scripted {
+            delay: Duration::from_millis(20),
+            ..Default::default()
+        });
+        {
+            let mut script = connector.script.lock().unwrap();
+            script.insert(
+                "perm".into(),
+                vec![DeliveryError::permanent("400 bad request")],
+            );
+            script.insert(
+                "flaky".into(),
+                vec![
+                    DeliveryError::transient("e1"),
+                    DeliveryError::transient("e2"),
+                    DeliveryError::transient("e3"),
+                ],
+            );
+        }
+        h.add("perm", "");
+        h.add("flaky", "");
+        for i in 0..10 {
+            h.add(&format!("ok{i}"), "");
+        }
+        let (stop, task) = h.spawn(connector.clone(), 3, false);
+        h.settle().await;
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        assert!(connector.peak.load(Ordering::SeqCst) <= 3);
+        assert!(
+            connector.peak.load(Ordering::SeqCst) >= 2,
+            "runs in parallel"
+        );
+        let states = h.states();
+        let TaskState::Dead { reason } = &states["perm"].state else {
+            panic!()
+        };
+        assert!(reason.contains("400 bad request"), "{reason}");
+        assert_eq!(states["perm"].attempts, 1);
+        let TaskState::Dead { reason } = &states["flaky"].state else {
+            panic!()
+        };
+        assert!(
+            reason.contains("gave up after 3 attempts") && reason.contains("e3"),
+            "{reason}"
+        );
+        assert_eq!(states["flaky"].history.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn deferred_is_not_an_attempt_and_disabled_pauses_the_connector() {
+        let h = harness();
+        let connector = Arc::new(Scripted::default());
+        {
+            let mut script = connector.script.lock().unwrap();
+            script.insert(
+                "d".into(),
+                vec![
+                    DeliveryError::Deferred {
+                        reason: "circuit open".into(),
+                        retry_after: Duration::from_millis(5),
+                    },
+                    DeliveryError::Deferred {
+                        reason: "circuit open".into(),
+                        retry_after: Duration::from_millis(5),
+                    },
+                    DeliveryError::Deferred {
+                        reason: "circuit open".into(),
+                        retry_after: Duration::from_millis(5),
+                    },
+                    DeliveryError::Deferred {
+                        reason: "circuit open".into(),
+                        retry_after: Duration::from_millis(5),
+                    },
+                ],
+            );
+            script.insert(
+                "gone".into(),
+                vec![DeliveryError::Disabled {
+                    reason: "410 Gone".into(),
+                }],
+            );
+        }
+        h.add("d", "");
+        let (stop, task) = h.spawn(connector.clone(), 1, false);
+        h.settle().await;
+        assert_eq!(
+            h.states()["d"].attempts,
+            1,
+            "deferrals are not attempts (max is 3)"
+        );
+
+        h.add("gone", "");
+        for _ in 0..200 {
+            if h.control.is_paused() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(h.control.pause_reason().unwrap().contains("410 Gone"));
+        h.add("after", "");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let states = h.states();
+        assert!(
+            matches!(states["gone"].state, TaskState::Retrying { .. }),
+            "waits, not dead"
+        );
+        assert_eq!(states["after"].attempts, 0, "nothing starts while paused");
+        h.control.resume();
+        h.settle().await;
+        let states = h.states();
+        assert!(matches!(states["gone"].state, TaskState::Succeeded { .. }));
+        assert!(matches!(states["after"].state, TaskState::Succeeded { .. }));
+        assert_eq!(states["gone"].attempts, 1);
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
 
     #[test]
     fn retry_delay_grows_with_jitter_and_is_capped() {
@@ -647,6 +1074,7 @@ mod tests {
             max_interval: Duration::from_secs(2),
             multiplier: 2.0,
             jitter: 0.5,
+            max_age: None,
         };
         let first = retry_delay(&retry, 1);
         assert!(

@@ -23,6 +23,11 @@ pub const TASKS: &str = "polaris_bridge_tasks";
 /// Delivery attempts by result. Labels: `connector`, `outcome` (success, already_done,
 /// transient, permanent, misconfigured).
 pub const DELIVERIES: &str = "polaris_bridge_deliveries_total";
+/// 1 while a connector's deliveries are paused (by an operator, or a target that disabled
+/// itself). Labels: `connector`.
+pub const CONNECTOR_PAUSED: &str = "polaris_bridge_connector_paused";
+/// Events a connector's own filters turned down. Labels: `connector`.
+pub const TASKS_SKIPPED: &str = "polaris_bridge_tasks_skipped_total";
 /// Time of one delivery attempt. Labels: `connector`.
 pub const DELIVERY_DURATION: &str = "polaris_bridge_delivery_duration_seconds";
 /// Time from an event's creation in Polaris to its task's success. Labels: `connector`.
@@ -78,6 +83,14 @@ fn describe() {
     describe_counter!(TASKS_FINISHED, "Tasks that reached a final state");
     describe_gauge!(TASKS, "Unfinished tasks by state");
     describe_counter!(DELIVERIES, "Delivery attempts by outcome");
+    describe_gauge!(
+        CONNECTOR_PAUSED,
+        "1 while a connector's deliveries are paused"
+    );
+    describe_counter!(
+        TASKS_SKIPPED,
+        "Events a connector's own filters turned down"
+    );
     describe_histogram!(
         DELIVERY_DURATION,
         Unit::Seconds,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use polaris_bridge_api::codec::{self, WireFormat};
-use polaris_bridge_api::TaskId;
+use polaris_bridge_api::{Connector, TaskId, TaskPlan};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -85,6 +85,8 @@ impl Backlog {
 pub struct Target {
     /// Connector instance name.
     pub name: String,
+    /// The connector, asked for its [`TaskPlan`] of each routed event.
+    pub connector: Arc<dyn Connector>,
     /// Its number in the task log.
     pub number: u16,
     /// Wakes its dispatcher when new tasks arrive.
@@ -389,8 +391,17 @@ impl Source {
                     let now = now_ms();
                     for &index in routed.iter() {
                         let target = &self.targets[index];
+                        let task_id = match target.connector.plan(&event) {
+                            TaskPlan::Skip => {
+                                counter!(m::TASKS_SKIPPED, "connector" => target.name.clone())
+                                    .increment(1);
+                                continue;
+                            }
+                            TaskPlan::PerEvent => TaskId::for_event(&target.name, &realm, &event),
+                            TaskPlan::Keyed(key) => TaskId::for_key(&target.name, &realm, &key),
+                        };
                         let record = TaskRecord {
-                            task_id: *TaskId::for_event(&target.name, &realm, &event).as_bytes(),
+                            task_id: *task_id.as_bytes(),
                             connector: target.name.clone(),
                             state: TaskState::Pending,
                             attempts: 0,

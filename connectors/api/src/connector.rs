@@ -52,6 +52,20 @@ pub enum DeliveryOutcome {
     AlreadyDone(String),
 }
 
+/// What a connector makes of an event that a route sends to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskPlan {
+    /// Not for this connector (its own filters say no): no task, the event is counted as
+    /// filtered.
+    Skip,
+    /// One task per event: the task id is derived from the realm and the event id.
+    PerEvent,
+    /// One task per key: every event with this key collapses into one task. The task id is
+    /// `hex(SHA-256(connector || 0x1F || realm || 0x1F || key))[..32]`; a purge uses
+    /// `catalog || 0x1F || table uuid` (or the metadata location) as its key.
+    Keyed(String),
+}
+
 /// Why a delivery failed, and so what the dispatcher does next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
@@ -75,6 +89,22 @@ pub enum DeliveryError {
     Misconfigured {
         /// What is wrong and how to fix it.
         message: String,
+    },
+    /// Not attempted (an open circuit breaker, a rate limit): the task is rescheduled after
+    /// `retry_after` and the attempt is not counted.
+    #[error("deferred: {reason}")]
+    Deferred {
+        /// Why it was not attempted.
+        reason: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The target asked never to be called again (HTTP 410 Gone): the dispatcher pauses this
+    /// connector until an operator resumes it; the task waits, its attempt not counted.
+    #[error("target disabled: {reason}")]
+    Disabled {
+        /// What the target said.
+        reason: String,
     },
 }
 
@@ -101,12 +131,15 @@ impl DeliveryError {
         }
     }
 
-    /// A short, bounded label for metrics: `transient`, `permanent` or `misconfigured`.
+    /// A short, bounded label for metrics: `transient`, `permanent`, `misconfigured`,
+    /// `deferred` or `disabled`.
     pub fn label(&self) -> &'static str {
         match self {
             DeliveryError::Transient { .. } => "transient",
             DeliveryError::Permanent { .. } => "permanent",
             DeliveryError::Misconfigured { .. } => "misconfigured",
+            DeliveryError::Deferred { .. } => "deferred",
+            DeliveryError::Disabled { .. } => "disabled",
         }
     }
 }
@@ -129,6 +162,12 @@ pub trait TaskContext: Send + Sync {
 pub trait Connector: Send + Sync + 'static {
     /// The connector type, e.g. `file` or `webhook`.
     fn kind(&self) -> &'static str;
+
+    /// Decides, when an event is routed here, whether it becomes a task and how tasks are
+    /// deduplicated. Called on the consumer's hot path: keep it cheap and free of I/O.
+    fn plan(&self, _event: &PolarisEvent) -> TaskPlan {
+        TaskPlan::PerEvent
+    }
 
     /// Delivers one task. Must be idempotent: the same task may be delivered again after a
     /// crash, and carries the same [`Delivery::task_id`] each time.

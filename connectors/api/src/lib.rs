@@ -7,6 +7,6 @@ pub mod event;
 pub mod samples;
 pub mod task_id;
 
-pub use connector::{Connector, Delivery, DeliveryError, DeliveryOutcome, TaskContext};
+pub use connector::{Connector, Delivery, DeliveryError, DeliveryOutcome, TaskContext, TaskPlan};
 pub use event::PolarisEvent;
 pub use task_id::TaskId;

@@ -61,8 +61,14 @@ impl TaskId {
         }
     }
 
+    /// The id of a task keyed by `key` rather than by event ([`crate::TaskPlan::Keyed`]).
+    pub fn for_key(connector: &str, realm: &str, key: &str) -> Self {
+        Self::digest(connector, &[realm, key])
+    }
+
     /// The id of the purge of one table: `table_key` is the table uuid, or the metadata
-    /// location when the uuid is unknown.
+    /// location when the uuid is unknown. Equal to [`TaskId::for_key`] with the key
+    /// `catalog || 0x1F || table_key`.
     pub fn for_purge(connector: &str, realm: &str, catalog: &str, table_key: &str) -> Self {
         Self::digest(connector, &[realm, catalog, table_key])
     }
@@ -166,6 +172,20 @@ mod tests {
             )
             .to_hex(),
             "f8779a47c6178f8a15bf0479ca68b9bf"
+        );
+    }
+
+    #[test]
+    fn keyed_ids_generalise_purge_ids() {
+        let key = "prod\u{1f}6a1f2c3d-0000-4000-8000-000000000abc".to_string();
+        assert_eq!(
+            TaskId::for_key("purge", "POLARIS", &key),
+            TaskId::for_purge(
+                "purge",
+                "POLARIS",
+                "prod",
+                "6a1f2c3d-0000-4000-8000-000000000abc"
+            )
         );
     }
 

@@ -112,6 +112,13 @@ fn decode_framed(
     }
 }
 
+/// Caps the size of any single string, bytes or collection an Avro datum may declare, so a
+/// corrupt or hostile length prefix cannot make the decoder allocate gigabytes. The setting is
+/// process-wide and takes effect only the first time it is called.
+pub fn limit_allocations(max_bytes: usize) -> usize {
+    apache_avro::util::max_allocation_bytes(max_bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,11 +147,4 @@ mod tests {
         assert_eq!(confluent_schema_id(&[0, 0, 0, 1, 2]), None);
         assert_eq!(confluent_schema_id(&[1, 0, 0, 1, 2, 9]), None);
     }
-}
-
-/// Caps the size of any single string, bytes or collection an Avro datum may declare, so a
-/// corrupt or hostile length prefix cannot make the decoder allocate gigabytes. The setting is
-/// process-wide and takes effect only the first time it is called.
-pub fn limit_allocations(max_bytes: usize) -> usize {
-    apache_avro::max_allocation_bytes(max_bytes)
 }
