@@ -121,6 +121,32 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// A new pending task.
+    pub fn pending(
+        task_id: [u8; 16],
+        connector: &str,
+        ordering_key: String,
+        realm: String,
+        source: SourceRecord,
+        event_json: Vec<u8>,
+        now_ms: i64,
+    ) -> Self {
+        TaskRecord {
+            task_id,
+            connector: connector.to_string(),
+            state: TaskState::Pending,
+            attempts: 0,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            ordering_key,
+            realm,
+            source,
+            event_json,
+            history: Vec::new(),
+            checkpoint: None,
+        }
+    }
+
     /// Whether `owner` may start an attempt now: pending, due for retry, or running under a
     /// lease that expired, or held by another owner known to be gone.
     pub fn claimable(&self, owner: &str, now_ms: i64, owner_gone: bool) -> bool {
