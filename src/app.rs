@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use metrics::counter;
+use metrics::{counter, gauge};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
@@ -107,6 +107,9 @@ pub async fn start_with_token(
         let unfinished = Arc::new(AtomicU64::new(unfinished));
         let notify = Arc::new(Notify::new());
         let control = Arc::new(ConnectorControl::default());
+        for metric in [m::TASKS_CREATED, m::TASKS_DEDUPLICATED, m::TASKS_SKIPPED] {
+            counter!(metric, "connector" => spec.name.clone()).increment(0);
+        }
         controls.push((spec.name.clone(), control.clone()));
         if let Err(e) = connector.healthcheck().await {
             tracing::warn!(connector = %spec.name, error = %e, "healthcheck failed at startup; tasks wait and retry");
@@ -140,6 +143,12 @@ pub async fn start_with_token(
         });
     }
     tracing::info!(store = %config.store.path.display(), backlog = backlog.get(), owner = %owner, "task log open");
+
+    // Gauges that otherwise appear only on their first change, so dashboards show 0.
+    gauge!(m::SOURCE_PAUSED).set(0.0);
+    gauge!(m::ASSIGNED_PARTITIONS).set(0.0);
+    gauge!(m::REJECTED_KEPT).set(log.rejected_len() as f64);
+    gauge!(m::BACKLOG).set(backlog.get() as f64);
 
     let source_status = Arc::new(SourceStatus::default());
     let pipeline = Arc::new(Pipeline::new(config, log.clone(), router, targets, backlog));

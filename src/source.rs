@@ -210,6 +210,22 @@ impl ConsumerContext for SourceContext {
         }
     }
 
+    /// Counts every commit, automatic (each second) or explicit (revocation, shutdown).
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &rdkafka::TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) => counter!(m::OFFSET_COMMITS, "result" => "ok").increment(1),
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                counter!(m::OFFSET_COMMITS, "result" => "error").increment(1);
+                tracing::debug!(error = %e, "offset commit failed; retried with the next commit");
+            }
+        }
+    }
+
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(assigned) => {
@@ -229,13 +245,13 @@ impl ConsumerContext for SourceContext {
     }
 }
 
+/// Logs the result of an explicit commit (the commit callback counts every commit).
 fn record_commit(result: &Result<(), KafkaError>) {
     match result {
-        Ok(()) => counter!(m::OFFSET_COMMITS, "result" => "ok").increment(1),
+        Ok(()) => {}
         // Nothing stored since the last commit: not an error.
         Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => {
-            counter!(m::OFFSET_COMMITS, "result" => "error").increment(1);
             tracing::warn!(error = %e, "offset commit failed; stored offsets are committed again later");
         }
     }
