@@ -1175,6 +1175,80 @@ mod tests {
         task.await.unwrap().unwrap();
     }
 
+    #[tokio::test]
+    async fn cancel_through_the_dispatcher_keeps_the_counts_exact() {
+        let h = harness();
+        let connector = Arc::new(Scripted {
+            delay: Duration::from_millis(300),
+            ..Default::default()
+        });
+        h.add("running", "");
+        h.add("waiting", "");
+        h.add("delivered", "");
+        let (stop, task) = h.spawn(connector.clone(), 1, false);
+        for _ in 0..200 {
+            if connector.running.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let key_of = |id: &str| {
+            h.log
+                .iter()
+                .map(|e| e.unwrap())
+                .find(|(_, r)| {
+                    serde_json::from_slice::<PolarisEvent>(&r.event_json)
+                        .unwrap()
+                        .event_id
+                        .as_deref()
+                        == Some(id)
+                })
+                .unwrap()
+                .0
+        };
+        // In the window, not in flight: leaves at once.
+        let cancelled = h
+            .control
+            .cancel(key_of("waiting"), "not needed".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(cancelled.state, TaskState::Cancelled { .. }));
+        assert_eq!(h.backlog.get(), 2);
+        // In flight: the attempt finishes, its result is not recorded.
+        h.control
+            .cancel(key_of("running"), "stop it".into())
+            .await
+            .unwrap()
+            .unwrap();
+        let again = h
+            .control
+            .cancel(key_of("running"), "twice".into())
+            .await
+            .unwrap();
+        assert!(matches!(again, Err(LogError::Refused(_))), "{again:?}");
+        h.settle().await;
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        assert_eq!(h.backlog.get(), 0);
+        assert_eq!(h.unfinished.load(Ordering::SeqCst), 0);
+        let states = h.states();
+        let TaskState::Cancelled { reason } = &states["running"].state else {
+            panic!("{:?}", states["running"].state)
+        };
+        assert_eq!(reason, "stop it");
+        assert!(matches!(
+            states["waiting"].state,
+            TaskState::Cancelled { .. }
+        ));
+        assert!(matches!(
+            states["delivered"].state,
+            TaskState::Succeeded { .. }
+        ));
+        let attempted = connector.attempts.lock().unwrap().clone();
+        assert!(!attempted.contains(&"waiting".to_string()), "{attempted:?}");
+    }
+
     #[test]
     fn retry_delay_grows_with_jitter_and_is_capped() {
         let retry = RetryConfig {
