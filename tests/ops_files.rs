@@ -386,3 +386,32 @@ async fn every_dashboard_metric_is_exported_by_a_live_bridge() {
     assert!(bridge.terminate(Duration::from_secs(30)).success());
     assert!(Path::new(&out).exists());
 }
+
+#[test]
+fn webhook_receiver_records_what_it_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("webhooks.jsonl");
+    let mut child = std::process::Command::new("python3")
+        .arg(root().join("deploy/webhook-receiver/receiver.py"))
+        .env("RECEIVER_PORT", port.to_string())
+        .env("RECEIVER_LOG", &log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs the receiver");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    wait_until("receiver up", Duration::from_secs(20), || {
+        http_get(addr, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    let (status, _) = http_request(addr, "POST", "/polaris", None, Some(r#"{"id":"t1"}"#));
+    assert_eq!(status, 204);
+    let (status, body) = http_request(addr, "GET", "/received", None, None);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+    let received: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(received[0]["body"]["id"], "t1");
+    assert_eq!(received[0]["path"], "/polaris");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("t1"));
+}
