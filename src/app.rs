@@ -3,11 +3,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use metrics::counter;
+use metrics::{counter, gauge};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::admin::api::Admin;
 use crate::config::{Config, ConfigError};
 use crate::connectors;
 use crate::dispatch::{ConnectorControl, DispatchPolicy, Dispatcher};
@@ -15,7 +16,7 @@ use crate::http::{self, HttpState};
 use crate::log::{now_ms, LogError, TaskLog};
 use crate::metrics as m;
 use crate::route::{RouteError, Router};
-use crate::source::{Backlog, Source, SourceError, SourceStatus, Target};
+use crate::source::{Backlog, Pipeline, Source, SourceError, SourceStatus, Target};
 
 /// Why the bridge could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +61,21 @@ pub struct RunningBridge {
     pub controls: Vec<(String, Arc<ConnectorControl>)>,
 }
 
-/// Starts the bridge described by `config`.
+/// Starts the bridge described by `config`, with the admin API's token from the environment
+/// or `http.admin_token_file`.
 pub async fn start(config: &Config, metrics: PrometheusHandle) -> Result<RunningBridge, AppError> {
+    let token = config
+        .http
+        .admin_token(std::env::var(crate::config::ADMIN_TOKEN_ENV).ok())?;
+    start_with_token(config, metrics, token).await
+}
+
+/// Starts the bridge described by `config`; `admin_token` enables the admin API.
+pub async fn start_with_token(
+    config: &Config,
+    metrics: PrometheusHandle,
+    admin_token: Option<String>,
+) -> Result<RunningBridge, AppError> {
     let specs = config.connector_specs()?;
     let mut built = Vec::with_capacity(specs.len());
     for spec in &specs {
@@ -93,6 +107,9 @@ pub async fn start(config: &Config, metrics: PrometheusHandle) -> Result<Running
         let unfinished = Arc::new(AtomicU64::new(unfinished));
         let notify = Arc::new(Notify::new());
         let control = Arc::new(ConnectorControl::default());
+        for metric in [m::TASKS_CREATED, m::TASKS_DEDUPLICATED, m::TASKS_SKIPPED] {
+            counter!(metric, "connector" => spec.name.clone()).increment(0);
+        }
         controls.push((spec.name.clone(), control.clone()));
         if let Err(e) = connector.healthcheck().await {
             tracing::warn!(connector = %spec.name, error = %e, "healthcheck failed at startup; tasks wait and retry");
@@ -127,15 +144,15 @@ pub async fn start(config: &Config, metrics: PrometheusHandle) -> Result<Running
     }
     tracing::info!(store = %config.store.path.display(), backlog = backlog.get(), owner = %owner, "task log open");
 
+    // Gauges that otherwise appear only on their first change, so dashboards show 0.
+    gauge!(m::SOURCE_PAUSED).set(0.0);
+    gauge!(m::ASSIGNED_PARTITIONS).set(0.0);
+    gauge!(m::REJECTED_KEPT).set(log.rejected_len() as f64);
+    gauge!(m::BACKLOG).set(backlog.get() as f64);
+
     let source_status = Arc::new(SourceStatus::default());
-    let source = Source::new(
-        config,
-        log.clone(),
-        router,
-        targets,
-        backlog,
-        source_status.clone(),
-    )?;
+    let pipeline = Arc::new(Pipeline::new(config, log.clone(), router, targets, backlog));
+    let source = Source::new(config, pipeline.clone(), source_status.clone())?;
     let stop_source = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = oneshot::channel();
     let stop_flag = stop_source.clone();
@@ -163,10 +180,20 @@ pub async fn start(config: &Config, metrics: PrometheusHandle) -> Result<Running
         let listener = http::bind(config.http.listen).await?;
         let addr = listener.local_addr()?;
         http_addr = Some(addr);
-        tracing::info!(listen = %addr, "http: /metrics /healthz /readyz");
+        if admin_token.is_none() {
+            tracing::info!(listen = %addr, "http: /metrics /healthz /readyz (admin API disabled: no token configured)");
+        } else {
+            tracing::info!(listen = %addr, "http: /metrics /healthz /readyz /api/v1");
+        }
         let state = HttpState {
             metrics: metrics.clone(),
             source: source_status.clone(),
+            admin: Some(Arc::new(Admin {
+                log: log.clone(),
+                pipeline,
+                controls: controls.clone(),
+                token: admin_token,
+            })),
         };
         background.push(tokio::spawn(upkeep(metrics, shutdown_rx.clone())));
         Some(tokio::spawn(http::serve(listener, state, shutdown_rx)))
@@ -205,6 +232,7 @@ impl RunningBridge {
     /// Stops consuming (flushing and committing), lets dispatchers drain within their timeout,
     /// flushes the log and stops the HTTP server.
     pub async fn stop(mut self) -> Result<(), AppError> {
+        self.source_status.stopping.store(true, Ordering::Relaxed);
         self.stop_source.store(true, Ordering::Relaxed);
         let mut first_error = None;
         if let Some(rx) = self.source_done.take() {

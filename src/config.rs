@@ -315,6 +315,61 @@ pub struct HttpConfig {
     /// Serve nothing over HTTP.
     #[serde(default)]
     pub disabled: bool,
+    /// File holding the admin API's bearer token (surrounding whitespace is trimmed). The
+    /// environment variable [`ADMIN_TOKEN_ENV`] takes precedence. With neither, the admin API
+    /// under `/api/v1` refuses every call (403) and only `/metrics`, `/healthz` and `/readyz`
+    /// serve.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Environment variable holding the admin API's bearer token.
+pub const ADMIN_TOKEN_ENV: &str = "POLARIS_BRIDGE_ADMIN_TOKEN";
+
+/// Shortest admin token accepted.
+pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
+
+impl HttpConfig {
+    /// The admin API's bearer token: from `env_token` (the value of [`ADMIN_TOKEN_ENV`]),
+    /// else from `admin_token_file`; `None` when neither is set.
+    pub fn admin_token(&self, env_token: Option<String>) -> Result<Option<String>, ConfigError> {
+        let (token, key, fix) = match (env_token, &self.admin_token_file) {
+            (Some(token), _) => (
+                token,
+                ADMIN_TOKEN_ENV.to_string(),
+                format!("set {ADMIN_TOKEN_ENV} to a random secret, e.g. `openssl rand -hex 32`"),
+            ),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::Invalid(vec![problem(
+                        "http.admin_token_file",
+                        &format!("cannot read {}: {e}", path.display()),
+                        "point it at a readable file holding the token, or remove the key",
+                    )])
+                })?;
+                (
+                    text,
+                    "http.admin_token_file".to_string(),
+                    "write a random secret into the file, e.g. `openssl rand -hex 32 > FILE`"
+                        .to_string(),
+                )
+            }
+            (None, None) => return Ok(None),
+        };
+        let token = token.trim().to_string();
+        if token.len() < ADMIN_TOKEN_MIN_LEN
+            || token.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::Invalid(vec![problem(
+                &key,
+                &format!(
+                    "the admin token must be at least {ADMIN_TOKEN_MIN_LEN} characters without spaces"
+                ),
+                &fix,
+            )]));
+        }
+        Ok(Some(token))
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -326,6 +381,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: default_listen(),
             disabled: false,
+            admin_token_file: None,
         }
     }
 }

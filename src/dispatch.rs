@@ -23,7 +23,7 @@ use polaris_bridge_api::connector::{CheckpointError, SourcePosition};
 use polaris_bridge_api::{
     Connector, Delivery, DeliveryError, DeliveryOutcome, PolarisEvent, TaskContext, TaskId,
 };
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::Instrument;
 
 use crate::config::RetryConfig;
@@ -67,13 +67,25 @@ pub fn retry_delay(retry: &RetryConfig, attempt: u32) -> Duration {
     delay
 }
 
-/// Operator control of one connector's dispatcher: pause and resume.
+/// Operator control of one connector's dispatcher: pause and resume, and cancellation of
+/// its tasks (carried out by the dispatcher itself, which knows whether the task is in its
+/// window, so that its backlog accounting stays exact).
 #[derive(Debug, Default)]
 pub struct ConnectorControl {
     paused: AtomicBool,
     /// Why it is paused (an operator's note, or what the target said when it disabled itself).
     reason: std::sync::Mutex<Option<String>>,
     wake: Notify,
+    /// Cancellations waiting for the dispatcher (bounded by [`ConnectorControl::MAX_QUEUED`]).
+    cancels: std::sync::Mutex<Vec<CancelRequest>>,
+}
+
+/// An operator's cancellation, answered by the dispatcher.
+#[derive(Debug)]
+struct CancelRequest {
+    key: RecordKey,
+    reason: String,
+    reply: oneshot::Sender<Result<TaskRecord, LogError>>,
 }
 
 impl ConnectorControl {
@@ -106,6 +118,39 @@ impl ConnectorControl {
             return None;
         }
         self.reason.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Most cancellations queued for the dispatcher at once.
+    pub const MAX_QUEUED: usize = 1024;
+
+    /// Asks the dispatcher to cancel the task at `key` (pending, retrying or running: an
+    /// attempt under way finishes, but its result is not recorded). The answer is the
+    /// cancelled record, or why not. The receiver fails if the dispatcher has stopped.
+    pub fn cancel(
+        &self,
+        key: RecordKey,
+        reason: String,
+    ) -> oneshot::Receiver<Result<TaskRecord, LogError>> {
+        let (reply, answer) = oneshot::channel();
+        match self.cancels.lock() {
+            Ok(mut queue) if queue.len() < Self::MAX_QUEUED => {
+                queue.push(CancelRequest { key, reason, reply });
+            }
+            _ => {
+                let _ = reply.send(Err(LogError::Refused(
+                    "too many cancellations queued; try again".into(),
+                )));
+            }
+        }
+        self.wake.notify_one();
+        answer
+    }
+
+    fn take_cancels(&self) -> Vec<CancelRequest> {
+        self.cancels
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
     }
 }
 
@@ -232,6 +277,7 @@ impl Dispatcher {
             if *shutdown.borrow() {
                 break;
             }
+            self.apply_cancels(&mut window);
             if window.len() < self.policy.window {
                 let room = self.policy.window - window.len();
                 let batch = self.log.unfinished_from(self.number, next_from, room)?;
@@ -275,6 +321,64 @@ impl Dispatcher {
             }
         }
         self.drain(window, in_flight, done_rx).await
+    }
+
+    /// Carries out the operators' cancellations.
+    fn apply_cancels(&self, window: &mut BTreeMap<u64, Entry>) {
+        for request in self.control.take_cancels() {
+            let result = self.cancel(window, request.key, &request.reason);
+            let _ = request.reply.send(result);
+        }
+    }
+
+    /// Cancels one task. A task in flight keeps its window entry until its attempt ends (its
+    /// result is then refused and the entry dropped, counted once); a task not in the window
+    /// will never be loaded (it is final), so it leaves the count here.
+    fn cancel(
+        &self,
+        window: &mut BTreeMap<u64, Entry>,
+        key: RecordKey,
+        reason: &str,
+    ) -> Result<TaskRecord, LogError> {
+        if key.connector != self.number {
+            return Err(LogError::Refused(format!(
+                "the task is not a task of connector {}",
+                self.name
+            )));
+        }
+        let now = now_ms();
+        let record = self.log.update(key, |r| {
+            if r.state.is_final() {
+                return Err(LogError::Refused(format!(
+                    "task is already {}: only pending, retrying or running tasks can be cancelled",
+                    r.state.name()
+                )));
+            }
+            let attempt = r.attempts;
+            r.push_history(AttemptRecord {
+                attempt,
+                started_ms: now,
+                finished_ms: now,
+                outcome: "cancelled".into(),
+                message: Some(reason.to_string()),
+            });
+            r.state = TaskState::Cancelled {
+                reason: reason.to_string(),
+            };
+            Ok(())
+        })?;
+        counter!(m::TASKS_FINISHED, "connector" => self.name.clone(), "state" => "cancelled")
+            .increment(1);
+        match window.get(&key.seq).map(|e| e.slot) {
+            Some(Slot::InFlight) => {}
+            Some(_) => {
+                window.remove(&key.seq);
+                self.finished_elsewhere();
+            }
+            None => self.finished_elsewhere(),
+        }
+        tracing::info!(connector = %self.name, task_id = %TaskId::from_bytes(record.task_id), reason, "task cancelled by an operator");
+        Ok(record)
     }
 
     /// Builds the window entry of a loaded record.
@@ -691,6 +795,11 @@ impl Dispatcher {
         mut in_flight: usize,
         mut done_rx: mpsc::Receiver<Completion>,
     ) -> Result<(), LogError> {
+        for request in self.control.take_cancels() {
+            let _ = request.reply.send(Err(LogError::Refused(
+                "the bridge is shutting down; cancel the task after the restart".into(),
+            )));
+        }
         let deadline = tokio::time::Instant::now() + self.policy.drain_timeout;
         while in_flight > 0 {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
@@ -1064,6 +1173,80 @@ mod tests {
         assert_eq!(states["gone"].attempts, 1);
         stop.send(true).unwrap();
         task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn cancel_through_the_dispatcher_keeps_the_counts_exact() {
+        let h = harness();
+        let connector = Arc::new(Scripted {
+            delay: Duration::from_millis(300),
+            ..Default::default()
+        });
+        h.add("running", "");
+        h.add("waiting", "");
+        h.add("delivered", "");
+        let (stop, task) = h.spawn(connector.clone(), 1, false);
+        for _ in 0..200 {
+            if connector.running.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let key_of = |id: &str| {
+            h.log
+                .iter()
+                .map(|e| e.unwrap())
+                .find(|(_, r)| {
+                    serde_json::from_slice::<PolarisEvent>(&r.event_json)
+                        .unwrap()
+                        .event_id
+                        .as_deref()
+                        == Some(id)
+                })
+                .unwrap()
+                .0
+        };
+        // In the window, not in flight: leaves at once.
+        let cancelled = h
+            .control
+            .cancel(key_of("waiting"), "not needed".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(cancelled.state, TaskState::Cancelled { .. }));
+        assert_eq!(h.backlog.get(), 2);
+        // In flight: the attempt finishes, its result is not recorded.
+        h.control
+            .cancel(key_of("running"), "stop it".into())
+            .await
+            .unwrap()
+            .unwrap();
+        let again = h
+            .control
+            .cancel(key_of("running"), "twice".into())
+            .await
+            .unwrap();
+        assert!(matches!(again, Err(LogError::Refused(_))), "{again:?}");
+        h.settle().await;
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        assert_eq!(h.backlog.get(), 0);
+        assert_eq!(h.unfinished.load(Ordering::SeqCst), 0);
+        let states = h.states();
+        let TaskState::Cancelled { reason } = &states["running"].state else {
+            panic!("{:?}", states["running"].state)
+        };
+        assert_eq!(reason, "stop it");
+        assert!(matches!(
+            states["waiting"].state,
+            TaskState::Cancelled { .. }
+        ));
+        assert!(matches!(
+            states["delivered"].state,
+            TaskState::Succeeded { .. }
+        ));
+        let attempted = connector.attempts.lock().unwrap().clone();
+        assert!(!attempted.contains(&"waiting".to_string()), "{attempted:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! -> [`log`] (sled task log, flushed before offsets are stored) -> [`dispatch`] (one
 //! dispatcher per connector) -> connectors ([`connectors`]).
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod connectors;

@@ -58,6 +58,37 @@ enum Command {
     Schema,
     /// Lists the Polaris event types: name, code, category, phase.
     EventTypes,
+    /// Inspects and acts on tasks and rejected messages: through a running bridge's admin API
+    /// (`--api URL`), or offline on a stopped bridge's store (`--store DIR`, `--config FILE`).
+    Tasks(Box<polaris_bridge::admin::cli::TasksArgs>),
+    /// Maintenance of the task log.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Exits 0 when the bridge at URL answers 200 (a container healthcheck).
+    Health {
+        /// The URL to probe.
+        #[arg(long, default_value = "http://127.0.0.1:9464/readyz")]
+        url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Verifies a stopped bridge's task log: every record decodes, the indexes agree. Exit 1
+    /// when it finds problems.
+    Check {
+        /// The sled directory.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The store named by this configuration file's `store.path`.
+        #[arg(long, conflicts_with = "path")]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +132,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", codec::AVRO_SCHEMA_JSON.trim_end());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tasks(args) => polaris_bridge::admin::cli::run_tasks(*args),
+        Command::Store {
+            command: StoreCommand::Check { path, config, json },
+        } => polaris_bridge::admin::cli::store_check(path.as_deref(), config.as_deref(), json),
+        Command::Health { url } => polaris_bridge::admin::cli::health(&url),
         Command::EventTypes => {
             for t in EventType::known() {
                 println!(
@@ -174,6 +210,16 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
+    let token = match config
+        .http
+        .admin_token(std::env::var(polaris_bridge::config::ADMIN_TOKEN_ENV).ok())
+    {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     println!("{}: ok", file.display());
     println!(
         "  kafka: {} (group {})",
@@ -183,6 +229,19 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
         println!("  topic {} ({})", topic.name, topic.format.0);
     }
     println!("  store: {}", config.store.path.display());
+    if config.http.disabled {
+        println!("  http: disabled");
+    } else {
+        println!(
+            "  http: {} (admin API {})",
+            config.http.listen,
+            if token.is_some() {
+                "enabled"
+            } else {
+                "disabled: no token"
+            }
+        );
+    }
     for spec in config.connector_specs()? {
         let routes = config
             .routes

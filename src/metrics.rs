@@ -51,6 +51,32 @@ pub const TASKS_COMPACTED: &str = "polaris_bridge_tasks_compacted_total";
 /// Rejected messages kept in the log.
 pub const REJECTED_KEPT: &str = "polaris_bridge_rejected_messages";
 
+/// Messages between a partition's high watermark and the offset stored after its tasks were
+/// made durable, from librdkafka's statistics every 5 s; 0 once the partition is no longer
+/// assigned. Labels: `topic`, `partition` (bounded by the topics' partitions).
+pub const CONSUMER_LAG: &str = "polaris_bridge_consumer_lag";
+/// Rejected messages an operator replayed. Labels: `outcome` (routed, unrouted, rejected).
+pub const REJECTED_REPLAYED: &str = "polaris_bridge_rejected_replayed_total";
+/// Operator actions through the admin API or the `tasks` CLI. Labels: `action` (retry,
+/// cancel, replay, pause, resume), `result` (ok, refused).
+pub const ADMIN_ACTIONS: &str = "polaris_bridge_admin_actions_total";
+/// Files a purge connector deleted (not-found counts as deleted). Labels: `connector`.
+/// Emitted by purge connectors only.
+pub const PURGE_FILES_DELETED: &str = "polaris_bridge_purge_files_deleted_total";
+/// Bytes a purge connector deleted (as listed in the table's manifests). Labels: `connector`.
+/// Emitted by purge connectors only.
+pub const PURGE_BYTES_DELETED: &str = "polaris_bridge_purge_bytes_deleted_total";
+/// Purge tasks running now. Labels: `connector`. Emitted by purge connectors only.
+pub const PURGE_TASKS_IN_PROGRESS: &str = "polaris_bridge_purge_tasks_in_progress";
+
+/// Metrics only some connector types emit: `(metric, connector type)`. A dashboard may query
+/// them although a given deployment never exports them.
+pub const CONNECTOR_METRICS: &[(&str, &str)] = &[
+    (PURGE_FILES_DELETED, "purge"),
+    (PURGE_BYTES_DELETED, "purge"),
+    (PURGE_TASKS_IN_PROGRESS, "purge"),
+];
+
 /// Latency buckets, in seconds, shared by the histograms.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -117,4 +143,20 @@ fn describe() {
     describe_counter!(OFFSET_COMMITS, "Offset commits by result");
     describe_counter!(TASKS_COMPACTED, "Finished tasks removed after retention");
     describe_gauge!(REJECTED_KEPT, "Rejected messages kept in the log");
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Messages between the high watermark and the stored offset, per assigned partition"
+    );
+    describe_counter!(
+        REJECTED_REPLAYED,
+        "Rejected messages replayed by an operator"
+    );
+    describe_counter!(ADMIN_ACTIONS, "Operator actions by result");
+    describe_counter!(PURGE_FILES_DELETED, "Files deleted by purge tasks");
+    describe_counter!(
+        PURGE_BYTES_DELETED,
+        Unit::Bytes,
+        "Bytes deleted by purge tasks"
+    );
+    describe_gauge!(PURGE_TASKS_IN_PROGRESS, "Purge tasks running now");
 }

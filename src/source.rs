@@ -10,7 +10,7 @@
 //! `source.max_backlog` the assigned partitions are paused until it drops below
 //! `source.resume_backlog` (guarantee 6).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Statistics};
 use tokio::sync::Notify;
 
 use crate::config::{Config, SourceConfig};
@@ -52,6 +52,8 @@ pub struct SourceStatus {
     pub paused: AtomicBool,
     /// Partitions currently assigned.
     pub assigned: AtomicU64,
+    /// Set when the bridge begins to shut down (readiness turns false).
+    pub stopping: AtomicBool,
 }
 
 /// Unfinished tasks across all connectors: the source adds, dispatchers subtract.
@@ -108,6 +110,8 @@ struct SourceContext {
     status: Arc<SourceStatus>,
     /// Highest processed (but not yet stored) offset per partition.
     pending: Mutex<HashMap<(String, i32), i64>>,
+    /// The (topic, partition) series of the lag gauge last reported.
+    lag_series: Mutex<HashSet<(String, i32)>>,
 }
 
 impl SourceContext {
@@ -140,6 +144,38 @@ impl SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    /// Publishes the consumer lag of each assigned partition: messages between the high
+    /// watermark and the stored offset (what is not yet durable in the log). Partitions no
+    /// longer assigned drop to 0.
+    fn stats(&self, statistics: Statistics) {
+        let mut current = HashSet::new();
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition < 0 || !p.desired {
+                    continue;
+                }
+                let lag = if p.consumer_lag_stored >= 0 {
+                    p.consumer_lag_stored
+                } else {
+                    p.consumer_lag
+                };
+                if lag < 0 {
+                    continue;
+                }
+                gauge!(m::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(lag as f64);
+                current.insert((topic.clone(), *partition));
+            }
+        }
+        if let Ok(mut last) = self.lag_series.lock() {
+            for (topic, partition) in last.difference(&current) {
+                gauge!(m::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(0.0);
+            }
+            *last = current;
+        }
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -174,6 +210,22 @@ impl ConsumerContext for SourceContext {
         }
     }
 
+    /// Counts every commit, automatic (each second) or explicit (revocation, shutdown).
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &rdkafka::TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) => counter!(m::OFFSET_COMMITS, "result" => "ok").increment(1),
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                counter!(m::OFFSET_COMMITS, "result" => "error").increment(1);
+                tracing::debug!(error = %e, "offset commit failed; retried with the next commit");
+            }
+        }
+    }
+
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(assigned) => {
@@ -193,13 +245,13 @@ impl ConsumerContext for SourceContext {
     }
 }
 
+/// Logs the result of an explicit commit (the commit callback counts every commit).
 fn record_commit(result: &Result<(), KafkaError>) {
     match result {
-        Ok(()) => counter!(m::OFFSET_COMMITS, "result" => "ok").increment(1),
+        Ok(()) => {}
         // Nothing stored since the last commit: not an error.
         Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => {
-            counter!(m::OFFSET_COMMITS, "result" => "error").increment(1);
             tracing::warn!(error = %e, "offset commit failed; stored offsets are committed again later");
         }
     }
@@ -208,10 +260,7 @@ fn record_commit(result: &Result<(), KafkaError>) {
 /// The source: owns the consumer; run it on a thread of its own with [`Source::run`].
 pub struct Source {
     consumer: BaseConsumer<SourceContext>,
-    topics: HashMap<String, TopicSettings>,
-    router: Router,
-    targets: Vec<Target>,
-    backlog: Arc<Backlog>,
+    pipeline: Arc<Pipeline>,
     settings: SourceConfig,
 }
 
@@ -219,10 +268,7 @@ impl Source {
     /// Creates the consumer and subscribes to the configured topics.
     pub fn new(
         config: &Config,
-        log: Arc<TaskLog>,
-        router: Router,
-        targets: Vec<Target>,
-        backlog: Arc<Backlog>,
+        pipeline: Arc<Pipeline>,
         status: Arc<SourceStatus>,
     ) -> Result<Source, SourceError> {
         let mut client = ClientConfig::new();
@@ -236,37 +282,24 @@ impl Source {
             .set(
                 "queued.max.messages.kbytes",
                 config.source.prefetch_kbytes.to_string(),
-            );
+            )
+            // Consumer lag per partition comes from librdkafka's statistics.
+            .set("statistics.interval.ms", "5000");
         for (key, value) in &config.kafka.properties {
             client.set(key, value);
         }
         let context = SourceContext {
-            log,
+            log: pipeline.log().clone(),
             status,
             pending: Mutex::new(HashMap::new()),
+            lag_series: Mutex::new(HashSet::new()),
         };
         let consumer: BaseConsumer<SourceContext> = client.create_with_context(context)?;
         let names: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
         consumer.subscribe(&names)?;
-        let topics = config
-            .topics
-            .iter()
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    TopicSettings {
-                        format: t.format.0,
-                        default_realm: t.default_realm.clone(),
-                    },
-                )
-            })
-            .collect();
         Ok(Source {
             consumer,
-            topics,
-            router,
-            targets,
-            backlog,
+            pipeline,
             settings: config.source.clone(),
         })
     }
@@ -274,7 +307,7 @@ impl Source {
     /// Consumes until `stop` is set, then flushes, stores and commits.
     pub fn run(self, stop: &AtomicBool) -> Result<(), SourceError> {
         let mut routed = Vec::new();
-        let mut touched = vec![false; self.targets.len()];
+        let mut touched = vec![false; self.pipeline.targets.len()];
         while !stop.load(Ordering::Relaxed) {
             let batch_started = Instant::now();
             let mut in_batch = 0usize;
@@ -312,7 +345,7 @@ impl Source {
                     .context()
                     .flush_and_store(&self.consumer, |_, _| true)?;
                 histogram!(m::SOURCE_BATCH_SIZE).record(in_batch as f64);
-                for (target, hit) in self.targets.iter().zip(touched.iter_mut()) {
+                for (target, hit) in self.pipeline.targets.iter().zip(touched.iter_mut()) {
                     if std::mem::take(hit) {
                         target.notify.notify_one();
                     }
@@ -329,7 +362,7 @@ impl Source {
         Ok(())
     }
 
-    /// Decodes, routes and records one message.
+    /// Records one consumed message and its offset.
     fn process(
         &self,
         message: &BorrowedMessage<'_>,
@@ -340,101 +373,15 @@ impl Source {
         let partition = message.partition();
         let offset = message.offset();
         let context = self.consumer.context();
-        let settings = self.topics.get(topic).cloned().unwrap_or(TopicSettings {
-            format: WireFormat::Auto,
-            default_realm: "POLARIS".into(),
-        });
         counter!(m::EVENTS_CONSUMED, "topic" => topic.to_string()).increment(1);
-        let value = message.payload().unwrap_or(&[]);
-        match codec::decode(settings.format, message.key(), value) {
-            Err(error) => {
-                let kind = error.kind().to_string();
-                tracing::warn!(topic, partition, offset, kind, %error, "message rejected");
-                counter!(m::EVENTS_REJECTED, "topic" => topic.to_string(), "kind" => kind.clone())
-                    .increment(1);
-                context.log.insert_rejected(&RejectedRecord {
-                    topic: topic.to_string(),
-                    partition,
-                    offset,
-                    key: message.key().map(<[u8]>::to_vec),
-                    kind,
-                    error: error.to_string(),
-                    value_prefix: value[..value.len().min(RejectedRecord::VALUE_PREFIX)].to_vec(),
-                    value_len: value.len(),
-                    rejected_ms: now_ms(),
-                })?;
-                gauge!(m::REJECTED_KEPT).set(context.log.rejected_len() as f64);
-            }
-            Ok(event) => {
-                let _span = tracing::debug_span!(
-                    "message",
-                    topic,
-                    partition,
-                    offset,
-                    event_type = event.event_type.name(),
-                    trace_id = event.trace_id()
-                )
-                .entered();
-                self.router.route(&event, routed);
-                if routed.is_empty() {
-                    counter!(m::EVENTS_UNROUTED, "topic" => topic.to_string()).increment(1);
-                } else {
-                    let realm = event
-                        .realm_id
-                        .clone()
-                        .unwrap_or_else(|| settings.default_realm.clone());
-                    let ordering_key = event.resource_identity(&settings.default_realm);
-                    let event_json = serde_json::to_vec(&event).map_err(|e| LogError::Corrupt {
-                        key: format!("{topic}/{partition}/{offset}"),
-                        message: format!("event does not serialise: {e}"),
-                    })?;
-                    let now = now_ms();
-                    for &index in routed.iter() {
-                        let target = &self.targets[index];
-                        let task_id = match target.connector.plan(&event) {
-                            TaskPlan::Skip => {
-                                counter!(m::TASKS_SKIPPED, "connector" => target.name.clone())
-                                    .increment(1);
-                                continue;
-                            }
-                            TaskPlan::PerEvent => TaskId::for_event(&target.name, &realm, &event),
-                            TaskPlan::Keyed(key) => TaskId::for_key(&target.name, &realm, &key),
-                        };
-                        let record = TaskRecord {
-                            task_id: *task_id.as_bytes(),
-                            connector: target.name.clone(),
-                            state: TaskState::Pending,
-                            attempts: 0,
-                            created_ms: now,
-                            updated_ms: now,
-                            ordering_key: ordering_key.clone(),
-                            realm: realm.clone(),
-                            source: SourceRecord {
-                                topic: topic.to_string(),
-                                partition,
-                                offset,
-                            },
-                            event_json: event_json.clone(),
-                            history: Vec::new(),
-                            checkpoint: None,
-                        };
-                        match context.log.insert(target.number, &record)? {
-                            InsertOutcome::Created(_) => {
-                                self.backlog.add(1);
-                                target.unfinished.fetch_add(1, Ordering::Relaxed);
-                                touched[index] = true;
-                                counter!(m::TASKS_CREATED, "connector" => target.name.clone())
-                                    .increment(1);
-                            }
-                            InsertOutcome::Duplicate => {
-                                counter!(m::TASKS_DEDUPLICATED, "connector" => target.name.clone())
-                                    .increment(1);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let input = Input {
+            topic,
+            partition,
+            offset,
+            key: message.key(),
+            value: message.payload().unwrap_or(&[]),
+        };
+        self.pipeline.ingest(&input, routed, touched, None)?;
         let Ok(mut pending) = context.pending.lock() else {
             return Err(LogError::Refused(
                 "source offset table lock poisoned".into(),
@@ -447,7 +394,7 @@ impl Source {
     /// Pauses or resumes the assigned partitions according to the backlog.
     fn apply_backpressure(&self) {
         let status = &self.consumer.context().status;
-        let backlog = self.backlog.get();
+        let backlog = self.pipeline.backlog.get();
         let paused = status.paused.load(Ordering::Relaxed);
         let change = if !paused && backlog > self.settings.max_backlog {
             Some(true)
@@ -481,6 +428,243 @@ impl Source {
                 );
             }
             Err(e) => tracing::warn!(error = %e, "pause/resume failed"),
+        }
+    }
+}
+
+/// One message to make into tasks: consumed from Kafka, or a rejected message replayed by an
+/// operator.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// Kafka topic (its configured format and default realm apply).
+    pub topic: &'a str,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Record key.
+    pub key: Option<&'a [u8]>,
+    /// Record value.
+    pub value: &'a [u8],
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ingested {
+    /// It does not decode: recorded as rejected.
+    Rejected {
+        /// Bounded error class.
+        kind: String,
+        /// What is wrong, and where.
+        error: String,
+    },
+    /// No route matched.
+    Unrouted,
+    /// Routed: tasks created, or found already in the log.
+    Routed {
+        /// New tasks.
+        created: u32,
+        /// Tasks already in the log.
+        duplicates: u32,
+        /// Connectors whose own filters turned the event down.
+        skipped: u32,
+    },
+}
+
+/// One task a message mapped to (reported to an operator's replay).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestedTask {
+    /// Connector instance.
+    pub connector: String,
+    /// The task id.
+    pub task_id: TaskId,
+    /// New (true) or already in the log (false).
+    pub created: bool,
+}
+
+/// Decode -> route -> record: the path every message takes into the task log, shared by the
+/// consumer and the admin API's replay of rejected messages.
+pub struct Pipeline {
+    log: Arc<TaskLog>,
+    topics: HashMap<String, TopicSettings>,
+    router: Router,
+    targets: Vec<Target>,
+    backlog: Arc<Backlog>,
+}
+
+impl Pipeline {
+    /// The pipeline of `config`'s topics into `targets`.
+    pub fn new(
+        config: &Config,
+        log: Arc<TaskLog>,
+        router: Router,
+        targets: Vec<Target>,
+        backlog: Arc<Backlog>,
+    ) -> Pipeline {
+        let topics = config
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    TopicSettings {
+                        format: t.format.0,
+                        default_realm: t.default_realm.clone(),
+                    },
+                )
+            })
+            .collect();
+        Pipeline {
+            log,
+            topics,
+            router,
+            targets,
+            backlog,
+        }
+    }
+
+    /// The task log.
+    pub fn log(&self) -> &Arc<TaskLog> {
+        &self.log
+    }
+
+    /// The routing targets (connectors), in router order.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// The unfinished-task count across connectors.
+    pub fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
+    }
+
+    /// Decodes, routes and records one message (not flushed: the caller flushes before it
+    /// acknowledges anything). Sets `touched[i]` for each target that got a new task; reports
+    /// each task into `report` when given.
+    pub fn ingest(
+        &self,
+        message: &Input<'_>,
+        routed: &mut Vec<usize>,
+        touched: &mut [bool],
+        mut report: Option<&mut Vec<IngestedTask>>,
+    ) -> Result<Ingested, LogError> {
+        let Input {
+            topic,
+            partition,
+            offset,
+            key,
+            value,
+        } = *message;
+        let settings = self.topics.get(topic).cloned().unwrap_or(TopicSettings {
+            format: WireFormat::Auto,
+            default_realm: "POLARIS".into(),
+        });
+        match codec::decode(settings.format, key, value) {
+            Err(error) => {
+                let kind = error.kind().to_string();
+                tracing::warn!(topic, partition, offset, kind, %error, "message rejected");
+                counter!(m::EVENTS_REJECTED, "topic" => topic.to_string(), "kind" => kind.clone())
+                    .increment(1);
+                self.log.insert_rejected(&RejectedRecord {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    key: key.map(<[u8]>::to_vec),
+                    kind: kind.clone(),
+                    error: error.to_string(),
+                    value_prefix: value[..value.len().min(RejectedRecord::VALUE_PREFIX)].to_vec(),
+                    value_len: value.len(),
+                    rejected_ms: now_ms(),
+                })?;
+                gauge!(m::REJECTED_KEPT).set(self.log.rejected_len() as f64);
+                Ok(Ingested::Rejected {
+                    kind,
+                    error: error.to_string(),
+                })
+            }
+            Ok(event) => {
+                let _span = tracing::debug_span!(
+                    "message",
+                    topic,
+                    partition,
+                    offset,
+                    event_type = event.event_type.name(),
+                    trace_id = event.trace_id()
+                )
+                .entered();
+                self.router.route(&event, routed);
+                if routed.is_empty() {
+                    counter!(m::EVENTS_UNROUTED, "topic" => topic.to_string()).increment(1);
+                    return Ok(Ingested::Unrouted);
+                }
+                let (mut created, mut duplicates, mut skipped) = (0, 0, 0);
+                let realm = event
+                    .realm_id
+                    .clone()
+                    .unwrap_or_else(|| settings.default_realm.clone());
+                let ordering_key = event.resource_identity(&settings.default_realm);
+                let event_json = serde_json::to_vec(&event).map_err(|e| LogError::Corrupt {
+                    key: format!("{topic}/{partition}/{offset}"),
+                    message: format!("event does not serialise: {e}"),
+                })?;
+                let now = now_ms();
+                for &index in routed.iter() {
+                    let target = &self.targets[index];
+                    let task_id = match target.connector.plan(&event) {
+                        TaskPlan::Skip => {
+                            counter!(m::TASKS_SKIPPED, "connector" => target.name.clone())
+                                .increment(1);
+                            skipped += 1;
+                            continue;
+                        }
+                        TaskPlan::PerEvent => TaskId::for_event(&target.name, &realm, &event),
+                        TaskPlan::Keyed(key) => TaskId::for_key(&target.name, &realm, &key),
+                    };
+                    let record = TaskRecord {
+                        task_id: *task_id.as_bytes(),
+                        connector: target.name.clone(),
+                        state: TaskState::Pending,
+                        attempts: 0,
+                        created_ms: now,
+                        updated_ms: now,
+                        ordering_key: ordering_key.clone(),
+                        realm: realm.clone(),
+                        source: SourceRecord {
+                            topic: topic.to_string(),
+                            partition,
+                            offset,
+                        },
+                        event_json: event_json.clone(),
+                        history: Vec::new(),
+                        checkpoint: None,
+                    };
+                    let outcome = self.log.insert(target.number, &record)?;
+                    let new = matches!(outcome, InsertOutcome::Created(_));
+                    if new {
+                        self.backlog.add(1);
+                        target.unfinished.fetch_add(1, Ordering::Relaxed);
+                        touched[index] = true;
+                        counter!(m::TASKS_CREATED, "connector" => target.name.clone()).increment(1);
+                        created += 1;
+                    } else {
+                        counter!(m::TASKS_DEDUPLICATED, "connector" => target.name.clone())
+                            .increment(1);
+                        duplicates += 1;
+                    }
+                    if let Some(report) = report.as_deref_mut() {
+                        report.push(IngestedTask {
+                            connector: target.name.clone(),
+                            task_id,
+                            created: new,
+                        });
+                    }
+                }
+                Ok(Ingested::Routed {
+                    created,
+                    duplicates,
+                    skipped,
+                })
+            }
         }
     }
 }

@@ -16,6 +16,9 @@
 #   TEST_THREADS     libtest --test-threads (default 2)
 #   TEST_CMD         run this shell command instead of cargo test (services still started;
 #                    handy for a single test binary, a debugger or checking this script)
+#   SCHEMATHESIS     the schemathesis executable for tests/openapi.rs (default: installed
+#                    from PyPI into a cached venv by tests/schemathesis.sh; the test then
+#                    must run it: POLARIS_BRIDGE_REQUIRE_SCHEMATHESIS=1)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,6 +88,13 @@ stop_kafka() {
 		log "broker log: $BROKER_DIR/broker.log"
 	fi
 }
+
+# --- schemathesis (tests/openapi.rs checks the OpenAPI document against the server) ---
+if [[ -z "${SCHEMATHESIS:-}" ]]; then
+	SCHEMATHESIS="$(tests/schemathesis.sh)"
+fi
+export SCHEMATHESIS
+export POLARIS_BRIDGE_REQUIRE_SCHEMATHESIS=1
 
 # --- run ----------------------------------------------------------------------
 if [[ -n "${TEST_CMD:-}" ]]; then

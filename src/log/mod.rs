@@ -7,8 +7,12 @@
 pub mod record;
 pub mod store;
 
-pub use record::{AttemptRecord, RejectedRecord, SourceRecord, TaskRecord, TaskState};
-pub use store::{InsertOutcome, LogError, RecordKey, TaskLog, Unfinished};
+pub use record::{
+    AttemptRecord, RejectedRecord, ReplayRecord, SourceRecord, TaskRecord, TaskState,
+};
+pub use store::{
+    CheckReport, InsertOutcome, LogError, RecordKey, RejectedKey, TaskLog, Unfinished,
+};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

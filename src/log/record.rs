@@ -196,7 +196,8 @@ pub struct RejectedRecord {
     pub kind: String,
     /// What is wrong, and where.
     pub error: String,
-    /// The first bytes of the value (at most [`RejectedRecord::VALUE_PREFIX`]).
+    /// The value, whole up to [`RejectedRecord::VALUE_PREFIX`] bytes (1 MiB), else its
+    /// first that many bytes. A value kept whole can be replayed from the log.
     pub value_prefix: Vec<u8>,
     /// Length of the whole value.
     pub value_len: usize,
@@ -205,8 +206,30 @@ pub struct RejectedRecord {
 }
 
 impl RejectedRecord {
-    /// How many leading bytes of a rejected value are kept.
-    pub const VALUE_PREFIX: usize = 512;
+    /// How many leading bytes of a rejected value are kept: 1 MiB, the size of Kafka's
+    /// default `message.max.bytes`, so in practice the whole value, ready for a replay.
+    pub const VALUE_PREFIX: usize = 1 << 20;
+
+    /// Whether the whole value was kept (and so the message can be replayed from the log).
+    pub fn is_whole(&self) -> bool {
+        self.value_prefix.len() == self.value_len
+    }
+}
+
+/// What an operator's replay of a rejected message did (kept beside the rejected record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayRecord {
+    /// When, ms since the epoch.
+    pub replayed_ms: i64,
+    /// `routed` (tasks created or found), `unrouted` (no route matched) or `rejected` (still
+    /// does not decode).
+    pub outcome: String,
+    /// New tasks created.
+    pub tasks_created: u32,
+    /// Tasks that were already in the log.
+    pub duplicates: u32,
+    /// Why it was rejected again, when it was.
+    pub error: Option<String>,
 }
 
 #[cfg(test)]

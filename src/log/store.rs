@@ -8,8 +8,12 @@
 //! - `done`: `finished ms (u64 BE) ++ record key` -> empty: finished tasks in time order, for
 //!   retention compaction.
 //! - `rejected`: `topic ++ 0x00 ++ partition (u32 BE) ++ offset (u64 BE)` -> [`RejectedRecord`].
+//! - `replayed`: rejected key -> [`ReplayRecord`]: rejected messages an operator replayed.
 //! - `meta`: format version, connector numbers, each connector's head (lowest unfinished
 //!   sequence).
+//!
+//! An operator's retry of a dead task moves its record to a new sequence (the dispatcher only
+//! reads forward from its cursor), in one sled transaction over `tasks` and `ids`.
 //!
 //! A new record is written before its index entry: if a crash keeps the record but loses the
 //! index entry, the message is consumed again and delivered twice (allowed); the reverse order
@@ -21,7 +25,9 @@ use std::sync::Mutex;
 
 use polaris_bridge_api::TaskId;
 
-use super::record::{RejectedRecord, TaskRecord};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use super::record::{RejectedRecord, ReplayRecord, TaskRecord, TaskState};
 
 /// The store format this build reads and writes.
 const FORMAT_VERSION: u32 = 1;
@@ -47,9 +53,93 @@ impl RecordKey {
     }
 
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 10 {
+            return None;
+        }
         let connector = u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?);
         let seq = u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?);
         Some(RecordKey { connector, seq })
+    }
+
+    /// The key as an opaque token (a pagination cursor): 20 hex characters.
+    pub fn to_token(self) -> String {
+        hex::encode(self.to_bytes())
+    }
+
+    /// Reads a token made by [`RecordKey::to_token`].
+    pub fn from_token(token: &str) -> Option<Self> {
+        RecordKey::from_bytes(&hex::decode(token).ok()?)
+    }
+}
+
+/// Where a rejected message was read: its key in the `rejected` tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedKey {
+    /// Kafka topic.
+    pub topic: String,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Message offset.
+    pub offset: i64,
+}
+
+impl RejectedKey {
+    fn to_bytes(&self) -> Vec<u8> {
+        rejected_key(&self.topic, self.partition, self.offset)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let split = bytes.len().checked_sub(13)?;
+        if bytes[split] != 0 {
+            return None;
+        }
+        let topic = String::from_utf8(bytes[..split].to_vec()).ok()?;
+        let partition = u32::from_be_bytes(bytes[split + 1..split + 5].try_into().ok()?) as i32;
+        let offset = u64::from_be_bytes(bytes[split + 5..].try_into().ok()?) as i64;
+        Some(RejectedKey {
+            topic,
+            partition,
+            offset,
+        })
+    }
+}
+
+/// What `polaris-bridge store check` found.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct CheckReport {
+    /// Task records.
+    pub tasks: u64,
+    /// Task records by state name.
+    pub states: std::collections::BTreeMap<String, u64>,
+    /// Dedup index entries.
+    pub ids: u64,
+    /// Compaction index entries.
+    pub done: u64,
+    /// Rejected messages.
+    pub rejected: u64,
+    /// Rejected messages replayed.
+    pub replayed: u64,
+    /// Connector names and numbers.
+    pub connectors: std::collections::BTreeMap<String, u16>,
+    /// Inconsistencies that lose or hide work: the store needs attention.
+    pub problems: Vec<String>,
+    /// Harmless leftovers (for example of a crash between two writes).
+    pub warnings: Vec<String>,
+}
+
+impl CheckReport {
+    const MAX_LISTED: usize = 100;
+
+    fn problem(&mut self, text: String) {
+        if self.problems.len() < Self::MAX_LISTED {
+            self.problems.push(text);
+        }
+    }
+
+    fn warning(&mut self, text: String) {
+        if self.warnings.len() < Self::MAX_LISTED {
+            self.warnings.push(text);
+        }
     }
 }
 
@@ -90,6 +180,14 @@ pub enum LogError {
         /// Version this build reads.
         expected: u32,
     },
+    /// The store cannot be opened: damaged files, or not a task log.
+    #[error("the task log at {path} cannot be opened: {message}. It was left as it is (never reset): run `polaris-bridge store check --path {path}` for details, then restore a backup, or move the directory aside to start empty (its tasks would be lost)")]
+    Damaged {
+        /// The store directory.
+        path: PathBuf,
+        /// What sled or the format check said.
+        message: String,
+    },
     /// sled failed.
     #[error("task log I/O: {0}")]
     Sled(#[from] sled::Error),
@@ -116,6 +214,7 @@ pub struct TaskLog {
     ids: sled::Tree,
     done: sled::Tree,
     rejected: sled::Tree,
+    replayed: sled::Tree,
     meta: sled::Tree,
     /// Connector numbers by name, mirrored from `meta`.
     connectors: Mutex<HashMap<String, u16>>,
@@ -138,11 +237,30 @@ impl TaskLog {
                         path: path.to_path_buf(),
                     }
                 }
+                sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
+                    LogError::Damaged {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    }
+                }
                 other => LogError::Sled(other),
             })?;
         let meta = db.open_tree("meta")?;
         match meta.get(META_FORMAT)? {
             None => {
+                // A new store; anything already in it means it is not one of ours.
+                let foreign = db
+                    .tree_names()
+                    .iter()
+                    .filter(|name| name.as_ref() != b"__sled__default")
+                    .any(|name| db.open_tree(name).map(|t| !t.is_empty()).unwrap_or(true))
+                    || !db.is_empty();
+                if foreign {
+                    return Err(LogError::Damaged {
+                        path: path.to_path_buf(),
+                        message: "it holds data but no format version: it is not a polaris-bridge task log, or its metadata is lost".into(),
+                    });
+                }
                 meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
             }
             Some(found) if found.as_ref() == FORMAT_VERSION.to_be_bytes() => {}
@@ -173,6 +291,7 @@ impl TaskLog {
             ids: db.open_tree("ids")?,
             done: db.open_tree("done")?,
             rejected: db.open_tree("rejected")?,
+            replayed: db.open_tree("replayed")?,
             meta,
             db,
             connectors: Mutex::new(connectors),
@@ -432,6 +551,338 @@ impl TaskLog {
             Ok((key, decode(key, &v)?))
         })
     }
+}
+
+/// Operator views and actions: listing, retry, rejected messages, replay marks, checks.
+impl TaskLog {
+    /// Connector names and their numbers in this store.
+    pub fn connectors(&self) -> Vec<(String, u16)> {
+        let mut out: Vec<(String, u16)> = self
+            .connectors
+            .lock()
+            .map(|known| known.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        out.sort_by_key(|(_, n)| *n);
+        out
+    }
+
+    /// The number of connector `name`, if the store has seen it (assigns none).
+    pub fn known_connector(&self, name: &str) -> Option<u16> {
+        self.connectors.lock().ok()?.get(name).copied()
+    }
+
+    /// Records in key order after `after` (exclusive), of one connector or of all.
+    pub fn scan(
+        &self,
+        connector: Option<u16>,
+        after: Option<RecordKey>,
+    ) -> impl Iterator<Item = Result<(RecordKey, TaskRecord), LogError>> + '_ {
+        let lower = match after {
+            Some(key) => std::ops::Bound::Excluded(key.to_bytes().to_vec()),
+            None => match connector {
+                Some(c) => std::ops::Bound::Included(
+                    RecordKey {
+                        connector: c,
+                        seq: 0,
+                    }
+                    .to_bytes()
+                    .to_vec(),
+                ),
+                None => std::ops::Bound::Unbounded,
+            },
+        };
+        let upper = match connector {
+            Some(c) => std::ops::Bound::Included(
+                RecordKey {
+                    connector: c,
+                    seq: u64::MAX,
+                }
+                .to_bytes()
+                .to_vec(),
+            ),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.tasks.range::<Vec<u8>, _>((lower, upper)).map(|entry| {
+            let (k, v) = entry?;
+            let key = RecordKey::from_bytes(&k).ok_or_else(|| LogError::Corrupt {
+                key: hex::encode(&k),
+                message: "key is not 10 bytes".into(),
+            })?;
+            Ok((key, decode(key, &v)?))
+        })
+    }
+
+    /// Puts a dead or cancelled task back to work: `change` edits the record (state, attempts,
+    /// history), which moves to a new sequence at the end of its connector's range (the
+    /// dispatcher reads forward only). The move, the dedup index and the removal of the old
+    /// record are one transaction. Returns the new key and record.
+    pub fn reopen<F>(&self, key: RecordKey, change: F) -> Result<(RecordKey, TaskRecord), LogError>
+    where
+        F: FnOnce(&mut TaskRecord),
+    {
+        let key_bytes = key.to_bytes();
+        let Some(current) = self.tasks.get(key_bytes)? else {
+            return Err(LogError::NotFound(format!("{key:?}")));
+        };
+        let mut record = decode(key, &current)?;
+        if !matches!(
+            record.state,
+            TaskState::Dead { .. } | TaskState::Cancelled { .. }
+        ) {
+            return Err(LogError::Refused(format!(
+                "task is {}: only dead or cancelled tasks can be retried",
+                record.state.name()
+            )));
+        }
+        change(&mut record);
+        record.updated_ms = super::now_ms();
+        let new_key = RecordKey {
+            connector: key.connector,
+            seq: self.db.generate_id()?,
+        };
+        let new_bytes = new_key.to_bytes();
+        let encoded = encode(&record)?;
+        let task_id = record.task_id;
+        let result = (&self.tasks, &self.ids).transaction(|(tasks, ids)| {
+            if tasks.get(key_bytes)?.as_deref() != Some(current.as_ref()) {
+                return Err(ConflictableTransactionError::Abort(
+                    "the task changed meanwhile; look at it again",
+                ));
+            }
+            if ids.get(task_id)?.as_deref() != Some(&key_bytes[..]) {
+                return Err(ConflictableTransactionError::Abort(
+                    "the task's index entry does not point at it (run `polaris-bridge store check`)",
+                ));
+            }
+            tasks.insert(&new_bytes[..], encoded.clone())?;
+            tasks.remove(&key_bytes[..])?;
+            ids.insert(&task_id[..], &new_bytes[..])?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok((new_key, record)),
+            Err(TransactionError::Abort(reason)) => Err(LogError::Refused(reason.into())),
+            Err(TransactionError::Storage(e)) => Err(LogError::Sled(e)),
+        }
+    }
+
+    /// One rejected message.
+    pub fn rejected_get(&self, key: &RejectedKey) -> Result<Option<RejectedRecord>, LogError> {
+        self.rejected
+            .get(key.to_bytes())?
+            .map(|v| decode_rejected(&v))
+            .transpose()
+    }
+
+    /// Rejected messages in key order (topic, partition, offset) after `after`, at most
+    /// `limit`, each with its replay mark.
+    #[allow(clippy::type_complexity)]
+    pub fn rejected_page(
+        &self,
+        after: Option<&RejectedKey>,
+        limit: usize,
+    ) -> Result<Vec<(RejectedRecord, Option<ReplayRecord>)>, LogError> {
+        let lower = match after {
+            Some(key) => std::ops::Bound::Excluded(key.to_bytes()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for entry in self
+            .rejected
+            .range::<Vec<u8>, _>((lower, std::ops::Bound::Unbounded))
+            .take(limit)
+        {
+            let (k, v) = entry?;
+            let replay = self.replay_mark_bytes(&k)?;
+            out.push((decode_rejected(&v)?, replay));
+        }
+        Ok(out)
+    }
+
+    /// Marks a rejected message as replayed.
+    pub fn mark_replayed(&self, key: &RejectedKey, mark: &ReplayRecord) -> Result<(), LogError> {
+        let bytes = postcard::to_stdvec(mark).map_err(|e| LogError::Corrupt {
+            key: "replayed".into(),
+            message: e.to_string(),
+        })?;
+        self.replayed.insert(key.to_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// The replay mark of a rejected message, if it was replayed.
+    pub fn replay_mark(&self, key: &RejectedKey) -> Result<Option<ReplayRecord>, LogError> {
+        self.replay_mark_bytes(&key.to_bytes())
+    }
+
+    fn replay_mark_bytes(&self, key: &[u8]) -> Result<Option<ReplayRecord>, LogError> {
+        self.replayed
+            .get(key)?
+            .map(|v| {
+                postcard::from_bytes(&v).map_err(|e| LogError::Corrupt {
+                    key: format!("replayed/{}", hex::encode(key)),
+                    message: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Verifies the whole store: every record decodes, and the indexes agree with the
+    /// records. Reads only.
+    pub fn check(&self) -> Result<CheckReport, LogError> {
+        let mut report = CheckReport::default();
+        let numbers: HashMap<u16, String> = self
+            .connectors()
+            .into_iter()
+            .map(|(name, n)| {
+                report.connectors.insert(name.clone(), n);
+                (n, name)
+            })
+            .collect();
+        if numbers.len() != report.connectors.len() {
+            report.problem("two connectors share a number in the meta tree".into());
+        }
+        let mut lowest_unfinished: HashMap<u16, u64> = HashMap::new();
+        for entry in self.tasks.iter() {
+            let (k, v) = entry?;
+            report.tasks += 1;
+            let Some(key) = RecordKey::from_bytes(&k) else {
+                report.problem(format!("tasks: key {} is not 10 bytes", hex::encode(&k)));
+                continue;
+            };
+            let record = match decode(key, &v) {
+                Ok(r) => r,
+                Err(e) => {
+                    report.problem(format!("tasks: {e}"));
+                    continue;
+                }
+            };
+            *report
+                .states
+                .entry(record.state.name().to_string())
+                .or_default() += 1;
+            let id = hex::encode(record.task_id);
+            match numbers.get(&key.connector) {
+                None => report.problem(format!(
+                    "task {id}: connector number {} is not in the meta tree",
+                    key.connector
+                )),
+                Some(name) if name != &record.connector => report.problem(format!(
+                    "task {id}: stored under connector {name} but names {}",
+                    record.connector
+                )),
+                Some(_) => {}
+            }
+            if !record.state.is_final() {
+                let lowest = lowest_unfinished.entry(key.connector).or_insert(key.seq);
+                *lowest = (*lowest).min(key.seq);
+            }
+            match self.ids.get(record.task_id)? {
+                Some(indexed) if indexed.as_ref() == &k[..] => {}
+                other => {
+                    let text = match other {
+                        Some(elsewhere) => format!(
+                            "task {id} at {}: its index entry points at {} instead",
+                            key.to_token(),
+                            hex::encode(elsewhere)
+                        ),
+                        None => format!("task {id} at {}: not in the dedup index", key.to_token()),
+                    };
+                    if record.state.is_final() {
+                        report.warning(format!("{text} (finished: a harmless leftover)"));
+                    } else {
+                        report.warning(format!("{text} (it is delivered, but a redelivered message would make a second task)"));
+                    }
+                }
+            }
+        }
+        for entry in self.ids.iter() {
+            let (k, v) = entry?;
+            report.ids += 1;
+            let id = hex::encode(&k);
+            let Some(key) = RecordKey::from_bytes(&v) else {
+                report.problem(format!("ids: entry {id} does not hold a record key"));
+                continue;
+            };
+            match self.tasks.get(key.to_bytes())? {
+                None => report.problem(format!(
+                    "ids: task {id} points at {} which holds no record: the id counts as a duplicate and its work is lost",
+                    key.to_token()
+                )),
+                Some(bytes) => {
+                    if let Ok(record) = decode(key, &bytes) {
+                        if record.task_id[..] != k[..] {
+                            report.problem(format!(
+                                "ids: task {id} points at the record of task {}",
+                                hex::encode(record.task_id)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for entry in self.done.iter() {
+            let (k, _) = entry?;
+            report.done += 1;
+            if k.len() != 18 {
+                report.problem(format!("done: key {} is not 18 bytes", hex::encode(&k)));
+            }
+        }
+        for entry in self.rejected.iter() {
+            let (k, v) = entry?;
+            report.rejected += 1;
+            match (RejectedKey::from_bytes(&k), decode_rejected(&v)) {
+                (None, _) => {
+                    report.problem(format!("rejected: key {} is malformed", hex::encode(&k)))
+                }
+                (_, Err(e)) => report.problem(format!("rejected: {e}")),
+                (Some(key), Ok(r)) => {
+                    if key.topic != r.topic
+                        || key.partition != r.partition
+                        || key.offset != r.offset
+                    {
+                        report.problem(format!(
+                            "rejected: record at {}/{}/{} names {}/{}/{}",
+                            key.topic, key.partition, key.offset, r.topic, r.partition, r.offset
+                        ));
+                    }
+                }
+            }
+        }
+        for entry in self.replayed.iter() {
+            let (k, v) = entry?;
+            report.replayed += 1;
+            if postcard::from_bytes::<ReplayRecord>(&v).is_err() {
+                report.problem(format!(
+                    "replayed: mark {} does not decode",
+                    hex::encode(&k)
+                ));
+            }
+            if !self.rejected.contains_key(&k)? {
+                report.warning(format!(
+                    "replayed: mark {} has no rejected message",
+                    hex::encode(&k)
+                ));
+            }
+        }
+        for (number, name) in &numbers {
+            let head = self.head(*number)?;
+            if let Some(lowest) = lowest_unfinished.get(number) {
+                if *lowest < head {
+                    report.problem(format!(
+                        "connector {name}: an unfinished task (sequence {lowest}) lies below the dispatcher's head ({head}) and would not be delivered"
+                    ));
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn decode_rejected(bytes: &[u8]) -> Result<RejectedRecord, LogError> {
+    postcard::from_bytes(bytes).map_err(|e| LogError::Corrupt {
+        key: "rejected".into(),
+        message: e.to_string(),
+    })
 }
 
 fn rejected_key(topic: &str, partition: i32, offset: i64) -> Vec<u8> {

@@ -199,6 +199,84 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// One HTTP request against the bridge with an optional bearer token and JSON body;
+/// returns (status, body). Panics if the bridge does not answer.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let body = body.unwrap_or("");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+    let body_start = response.find("\r\n\r\n").map_or(response.len(), |i| i + 4);
+    let mut body = response[body_start..].to_string();
+    if response[..body_start]
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+/// An admin API call that must succeed (2xx); returns the JSON body.
+pub fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> serde_json::Value {
+    let (status, text) = http_request(addr, method, path, Some(token), body);
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {text}"
+    );
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
+}
+
+/// Runs the `polaris-bridge` binary with `args` and `env`; returns (success, stdout, stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_polaris-bridge"));
+    command.args(args).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("run polaris-bridge");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
@@ -234,6 +312,17 @@ impl Bridge {
     /// Starts `polaris-bridge run` with `config` (TOML) written into `dir`; `name` tells
     /// instances apart in file names. Waits until /healthz answers.
     pub fn start(dir: &Path, name: &str, config: &str, http_port: u16) -> Bridge {
+        Bridge::start_with_env(dir, name, config, http_port, &[])
+    }
+
+    /// [`Bridge::start`] with extra environment variables (an admin token, say).
+    pub fn start_with_env(
+        dir: &Path,
+        name: &str,
+        config: &str,
+        http_port: u16,
+        env: &[(&str, &str)],
+    ) -> Bridge {
         let config_path = dir.join(format!("{name}.toml"));
         std::fs::write(&config_path, config).unwrap();
         let log_path = dir.join(format!("{name}.log"));
@@ -246,6 +335,7 @@ impl Bridge {
             .args(["run", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info,librdkafka=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -318,6 +408,37 @@ impl Bridge {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) without waiting.
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("running");
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+    }
+
+    /// Waits up to `timeout` for the exit status (after a signal sent with [`Bridge::signal`]).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                self.child = None;
+                return status;
+            }
+            if started.elapsed() > timeout {
+                panic!(
+                    "bridge did not exit within {timeout:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Whether the process has exited.

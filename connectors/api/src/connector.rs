@@ -181,4 +181,12 @@ pub trait Connector: Send + Sync + 'static {
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
         Ok(())
     }
+
+    /// Extra state for operators, shown by the admin API's connector status (for example a
+    /// webhook's circuit breaker: `{"circuit": "open", "opened_at": "..."}`). A JSON object
+    /// with bounded content; `null` (the default) when the connector has nothing to add. A
+    /// `circuit` key, when present, is shown as the connector's circuit state.
+    fn status(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
