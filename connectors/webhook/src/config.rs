@@ -370,6 +370,7 @@ impl Filter {
             None => true,
             Some(p) => value.is_some_and(|v| p.matches(v)),
         };
+        // The namespace path is built only when a namespace pattern needs it.
         field(&self.catalog, event.catalog_name.as_deref())
             && (self.namespace.is_none()
                 || field(&self.namespace, event.namespace_path().as_deref()))
