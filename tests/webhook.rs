@@ -248,6 +248,10 @@ async fn flaky_endpoints_get_every_task_with_one_id_and_retries_keep_their_dista
             || receiver.delivered_ids() == expected,
         );
     }
+    // A retry is scheduled from when the bridge got the answer, which the receiver sent
+    // after recording the arrival: gaps are at least the wait, up to clock rounding. The
+    // timeout, though, runs from when the bridge sent the request, a little before the
+    // receiver records it: the slow endpoint gets more slack.
     let tolerance = 0.02;
     for (name, receiver) in receivers {
         let records = receiver.records();
@@ -294,7 +298,7 @@ async fn flaky_endpoints_get_every_task_with_one_id_and_retries_keep_their_dista
                 "slow" => {
                     assert_eq!(attempts.len(), 2, "{name}: timeout, 200");
                     assert!(
-                        gaps[0] >= 0.5 + 0.24 - tolerance,
+                        gaps[0] >= 0.5 + 0.24 - 0.1,
                         "{name}: timeout then backoff: {gaps:?}"
                     );
                 }
@@ -539,7 +543,9 @@ async fn filters_send_only_matching_events_and_the_rate_limit_paces() {
         "rate limit: {} requests in {span:.2}s (floor {floor:.2}s)",
         times.len()
     );
-    assert!(span >= floor - 0.05, "{span} < {floor}");
+    // Arrival times are taken by the receiver, after connection set-up: allow 10%. Without
+    // the limit the whole lot arrives in a fraction of the floor.
+    assert!(span >= floor * 0.9, "{span} < {floor}");
     assert!(bridge.terminate(Duration::from_secs(30)).success());
 }
 
