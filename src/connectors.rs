@@ -1,7 +1,8 @@
 //! Builds connector instances from their configuration.
 //!
-//! Types: `file` (JSON lines, `connectors/file`) and `blackhole` (accepts and drops every
-//! task, optionally after a delay: for benchmarks, dry runs and backpressure drills).
+//! Types: `file` (JSON lines, `connectors/file`), `webhook` (one HTTP endpoint,
+//! `connectors/webhook`) and `blackhole` (accepts and drops every task, optionally after a
+//! delay: for benchmarks, dry runs and backpressure drills).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use polaris_bridge_api::{Connector, Delivery, DeliveryError, DeliveryOutcome, TaskContext};
 use polaris_bridge_file::{FileConfig, FileConnector};
+use polaris_bridge_webhook::config::WebhookConfig;
+use polaris_bridge_webhook::WebhookConnector;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, ConnectorSpec, Problem};
 
 /// The connector types this build knows.
-pub const KINDS: &[&str] = &["file", "blackhole"];
+pub const KINDS: &[&str] = &["file", "blackhole", "webhook"];
 
 /// Builds the connector described by `spec`, validating its type-specific settings.
 pub fn build(spec: &ConnectorSpec) -> Result<Arc<dyn Connector>, ConfigError> {
@@ -35,6 +38,25 @@ pub fn build(spec: &ConnectorSpec) -> Result<Arc<dyn Connector>, ConfigError> {
         "blackhole" => {
             let config = BlackholeConfig::deserialize(settings).map_err(invalid)?;
             Ok(Arc::new(Blackhole { config }))
+        }
+        "webhook" => {
+            let config = WebhookConfig::deserialize(settings).map_err(invalid)?;
+            let connector = WebhookConnector::new(&spec.name, config, spec.concurrency, |var| {
+                std::env::var(var).ok()
+            })
+            .map_err(|problems| {
+                ConfigError::Invalid(
+                    problems
+                        .into_iter()
+                        .map(|p| Problem {
+                            key: format!("{key}.{}", p.key),
+                            problem: p.problem,
+                            fix: p.fix,
+                        })
+                        .collect(),
+                )
+            })?;
+            Ok(Arc::new(connector))
         }
         other => Err(ConfigError::Invalid(vec![Problem {
             key: format!("{key}.type"),

@@ -18,6 +18,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use crate::config::Config;
 use crate::{app, metrics};
 
+mod receiver;
+
 /// JSON topic of the demo.
 const JSON_TOPIC: &str = "polaris-events";
 /// Avro topic of the demo.
@@ -42,8 +44,13 @@ pub struct DemoArgs {
 }
 
 /// The default configuration: every event to a JSON-lines file, table drops to a second
-/// file, and everything to a blackhole.
-fn default_config(dir: &std::path::Path) -> String {
+/// file, everything to a blackhole, and AFTER events on tables, views and namespaces to the
+/// built-in webhook receiver.
+fn default_config(
+    dir: &std::path::Path,
+    webhook_url: &str,
+    secret_file: &std::path::Path,
+) -> String {
     format!(
         r#"
 [kafka]
@@ -66,6 +73,13 @@ path = "{drops}"
 [connectors.null]
 type = "blackhole"
 
+[connectors.webhook]
+type = "webhook"
+url = "{webhook_url}"
+secret_file = "{secret_file}"
+concurrency = 4
+filter = {{ phase = "after", categories = ["TABLE", "VIEW", "NAMESPACE"] }}
+
 [[routes]]
 connector = "audit-log"
 phase = "after"
@@ -76,10 +90,14 @@ event_types = ["AFTER_DROP_TABLE"]
 
 [[routes]]
 connector = "null"
+
+[[routes]]
+connector = "webhook"
 "#,
         store = dir.join("store").display(),
         audit = dir.join("audit-log.jsonl").display(),
         drops = dir.join("table-drops.jsonl").display(),
+        secret_file = secret_file.display(),
     )
 }
 
@@ -102,11 +120,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("creating the demo Avro topic")?;
     let bootstrap = cluster.bootstrap_servers();
 
+    // The built-in webhook receiver, with a fresh signing secret in a file.
+    let secret = demo_secret();
+    let secret_file = dir.join("webhook-secret");
+    write_secret(&secret_file, &secret)?;
+    let receiver = receiver::Receiver::start(&secret)
+        .await
+        .context("starting the demo webhook receiver")?;
+
     let text = match &args.config {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
         }
-        None => default_config(&dir),
+        None => default_config(&dir, &receiver.url, &secret_file),
     };
     let mut document: toml::Table =
         toml::from_str(&text).context("parsing the demo configuration")?;
@@ -148,6 +174,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         produced.messages, produced.events, produced.duplicates, produced.malformed
     );
     println!("  working directory: {}", dir.display());
+    println!(
+        "  webhook receiver: {} (verifies every signature with the secret in {})",
+        receiver.url,
+        secret_file.display()
+    );
 
     let handle = metrics::install().context("cannot install the metrics recorder")?;
     let bridge = app::start(&config, handle.clone()).await?;
@@ -160,7 +191,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => break Ok(ExitCode::SUCCESS),
         }
         let summary = Summary::read(&handle.render());
-        println!("  [{:>3}s] {}", started.elapsed().as_secs(), summary.line());
+        println!(
+            "  [{:>3}s] {} | {}",
+            started.elapsed().as_secs(),
+            summary.line(),
+            webhook_line(&receiver.stats)
+        );
         let expected = produced.messages + extra;
         if args.once {
             if summary.consumed >= expected as f64
@@ -176,6 +212,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     summary.finished
                 );
                 println!("{}", summary.report());
+                println!("{}", webhook_report(&receiver.stats));
                 break Ok(ExitCode::SUCCESS);
             }
             if started.elapsed() > Duration::from_secs(120) {
@@ -188,9 +225,59 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     bridge.stop().await?;
+    receiver.stop();
     drop(producer);
     drop(cluster);
     outcome
+}
+
+/// A fresh `whsec_` secret: 32 random bytes.
+fn demo_secret() -> String {
+    use base64::Engine;
+    let mut bytes = Vec::with_capacity(32);
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// Writes the secret readable by the owner only.
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(file, "{secret}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn webhook_line(stats: &receiver::ReceiverStats) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    format!(
+        "webhook verified {} failed {} duplicates {}",
+        stats.verified.load(Relaxed),
+        stats.failed.load(Relaxed),
+        stats.duplicates.load(Relaxed)
+    )
+}
+
+fn webhook_report(stats: &receiver::ReceiverStats) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    format!(
+        "webhook receiver:\n  signatures verified: {}\n  verification failed: {}\n  deliveries accepted: {}\n  duplicate ids:       {}\n  first attempts refused (503, retried): {}",
+        stats.verified.load(Relaxed),
+        stats.failed.load(Relaxed),
+        stats.accepted(),
+        stats.duplicates.load(Relaxed),
+        stats.refused_first.load(Relaxed)
+    )
 }
 
 /// What was produced.

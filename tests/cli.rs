@@ -183,6 +183,15 @@ fn demo_once_runs_the_pipeline_to_the_end() {
     assert!(stdout.contains("reached a final state"), "{stdout}");
     assert!(stdout.contains("rejected (kept):     4"), "{stdout}");
     assert!(stdout.contains("tasks dead:          0"), "{stdout}");
+    // The built-in webhook receiver verified every signature and saw no duplicate.
+    assert!(stdout.contains("verification failed: 0"), "{stdout}");
+    assert!(stdout.contains("duplicate ids:       0"), "{stdout}");
+    let verified: u64 = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("signatures verified: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(verified > 5, "{stdout}");
     let audit = std::fs::read_to_string(dir.path().join("audit-log.jsonl")).unwrap();
     assert!(audit.lines().count() > 10, "{audit}");
     for line in audit.lines() {
