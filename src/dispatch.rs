@@ -780,7 +780,7 @@ impl Dispatcher {
                 Slot::Ready => {}
             }
         }
-        let unfinished = self.unfinished.load(Ordering::Relaxed);
+        let unfinished = crate::source::unfinished_count(&self.unfinished);
         let pending = unfinished.saturating_sub(running + retrying);
         let name = self.name.clone();
         gauge!(m::TASKS, "connector" => name.clone(), "state" => "pending").set(pending as f64);

@@ -11,7 +11,7 @@
 //! `source.resume_backlog` (guarantee 6).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,30 +57,34 @@ pub struct SourceStatus {
 }
 
 /// Unfinished tasks across all connectors: the source adds, dispatchers subtract.
+///
+/// A dispatcher may finish a task before the source has counted it (a record is visible to
+/// the dispatcher as soon as it is inserted), so the count is signed and may dip below zero
+/// for a moment; it is read as zero then, and every increment and decrement is kept.
 #[derive(Debug, Default)]
-pub struct Backlog(AtomicU64);
+pub struct Backlog(AtomicI64);
 
 impl Backlog {
     /// Current count.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::Relaxed).max(0) as u64
     }
     /// Adds `n` new unfinished tasks.
     pub fn add(&self, n: u64) {
-        let v = self.0.fetch_add(n, Ordering::Relaxed) + n;
-        gauge!(m::BACKLOG).set(v as f64);
+        let v = self.0.fetch_add(n as i64, Ordering::Relaxed) + n as i64;
+        gauge!(m::BACKLOG).set(v.max(0) as f64);
     }
     /// Removes one finished task.
     pub fn finish_one(&self) {
-        let v = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(1))
-            })
-            .unwrap_or(0)
-            .saturating_sub(1);
-        gauge!(m::BACKLOG).set(v as f64);
+        let v = self.0.fetch_sub(1, Ordering::Relaxed) - 1;
+        gauge!(m::BACKLOG).set(v.max(0) as f64);
     }
+}
+
+/// Reads a per-connector unfinished count that the source increments and a dispatcher
+/// decrements in either order (wrapping arithmetic): a value that wrapped below zero reads 0.
+pub fn unfinished_count(counter: &AtomicU64) -> u64 {
+    (counter.load(Ordering::Relaxed) as i64).max(0) as u64
 }
 
 /// One routing target as the source sees it.
@@ -666,5 +670,27 @@ impl Pipeline {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod counter_tests {
+    use super::*;
+
+    #[test]
+    fn counts_survive_a_decrement_that_arrives_before_its_increment() {
+        let backlog = Backlog::default();
+        backlog.finish_one();
+        assert_eq!(backlog.get(), 0, "reads as zero while below");
+        backlog.add(1);
+        assert_eq!(backlog.get(), 0, "the early decrement is not lost");
+        backlog.add(2);
+        assert_eq!(backlog.get(), 2);
+
+        let unfinished = AtomicU64::new(0);
+        unfinished.fetch_sub(1, Ordering::Relaxed);
+        assert_eq!(unfinished_count(&unfinished), 0);
+        unfinished.fetch_add(3, Ordering::Relaxed);
+        assert_eq!(unfinished_count(&unfinished), 2);
     }
 }

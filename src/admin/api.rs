@@ -549,7 +549,7 @@ async fn connector_view(target: &Target, control: Option<&Arc<ConnectorControl>>
         enabled: !paused,
         paused,
         pause_reason: control.and_then(|c| c.pause_reason()),
-        backlog: target.unfinished.load(Ordering::Relaxed),
+        backlog: crate::source::unfinished_count(&target.unfinished),
         healthy,
         health_error,
         circuit: status

@@ -402,6 +402,15 @@ impl Connector for WebhookConnector {
         }
     }
 
+    /// The circuit breaker's state and whether the endpoint is enabled (never the secrets).
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "circuit": self.circuit_state().name(),
+            "enabled": self.is_enabled(),
+            "url": self.url(),
+        })
+    }
+
     /// A `HEAD` request: any HTTP answer proves the endpoint reachable.
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
         if self.disabled_by_config {

@@ -173,6 +173,15 @@ async fn delivers_a_signed_cloudevent_over_one_kept_alive_connection() {
     assert_eq!(ce["source"], "polaris://POLARIS/prod");
     // The URL's query is not shown.
     assert!(!hook.url().contains("s3cr3t") && !format!("{hook:?}").contains("s3cr3t"));
+    // The operator status names the circuit state and never the secret or the query.
+    let status = Connector::status(&hook);
+    assert_eq!(status["circuit"], "closed");
+    assert_eq!(status["enabled"], true);
+    let shown = status.to_string();
+    assert!(
+        !shown.contains("s3cr3t") && !shown.contains(SECRET),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
