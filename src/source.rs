@@ -27,7 +27,8 @@ use tokio::sync::Notify;
 
 use crate::config::{Config, SourceConfig};
 use crate::log::{
-    now_ms, InsertOutcome, LogError, RejectedRecord, SourceRecord, TaskLog, TaskRecord, TaskState,
+    now_ms, InsertOutcome, LogError, RejectedRecord, SourceRecord, TableIndex, TaskLog, TaskRecord,
+    TaskState,
 };
 use crate::metrics as m;
 use crate::route::Router;
@@ -213,6 +214,8 @@ pub struct Source {
     targets: Vec<Target>,
     backlog: Arc<Backlog>,
     settings: SourceConfig,
+    /// Fills in the table uuid and metadata location of events that lack them.
+    table_index: TableIndex,
 }
 
 impl Source {
@@ -240,6 +243,7 @@ impl Source {
         for (key, value) in &config.kafka.properties {
             client.set(key, value);
         }
+        let table_index = log.table_index()?;
         let context = SourceContext {
             log,
             status,
@@ -268,6 +272,7 @@ impl Source {
             targets,
             backlog,
             settings: config.source.clone(),
+            table_index,
         })
     }
 
@@ -365,7 +370,17 @@ impl Source {
                 })?;
                 gauge!(m::REJECTED_KEPT).set(context.log.rejected_len() as f64);
             }
-            Ok(event) => {
+            Ok(mut event) => {
+                // Task ids derive from the event as decoded, never from what the index adds.
+                let decoded_id = event.event_id.is_none().then(|| event.clone());
+                let realm = event
+                    .realm_id
+                    .clone()
+                    .unwrap_or_else(|| settings.default_realm.clone());
+                if self.table_index.observe(&mut event, &realm)? {
+                    counter!(m::EVENTS_ENRICHED, "topic" => topic.to_string()).increment(1);
+                }
+                let id_source = decoded_id.as_ref().unwrap_or(&event);
                 let _span = tracing::debug_span!(
                     "message",
                     topic,
@@ -379,10 +394,6 @@ impl Source {
                 if routed.is_empty() {
                     counter!(m::EVENTS_UNROUTED, "topic" => topic.to_string()).increment(1);
                 } else {
-                    let realm = event
-                        .realm_id
-                        .clone()
-                        .unwrap_or_else(|| settings.default_realm.clone());
                     let ordering_key = event.resource_identity(&settings.default_realm);
                     let event_json = serde_json::to_vec(&event).map_err(|e| LogError::Corrupt {
                         key: format!("{topic}/{partition}/{offset}"),
@@ -397,7 +408,9 @@ impl Source {
                                     .increment(1);
                                 continue;
                             }
-                            TaskPlan::PerEvent => TaskId::for_event(&target.name, &realm, &event),
+                            TaskPlan::PerEvent => {
+                                TaskId::for_event(&target.name, &realm, id_source)
+                            }
                             TaskPlan::Keyed(key) => TaskId::for_key(&target.name, &realm, &key),
                         };
                         let record = TaskRecord {

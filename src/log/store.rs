@@ -8,6 +8,7 @@
 //! - `done`: `finished ms (u64 BE) ++ record key` -> empty: finished tasks in time order, for
 //!   retention compaction.
 //! - `rejected`: `topic ++ 0x00 ++ partition (u32 BE) ++ offset (u64 BE)` -> [`RejectedRecord`].
+//! - `table_index`: what is known of each table, see [`super::table_index`].
 //! - `meta`: format version, connector numbers, each connector's head (lowest unfinished
 //!   sequence).
 //!
@@ -195,6 +196,11 @@ impl TaskLog {
         )?;
         known.insert(name.to_string(), next);
         Ok(next)
+    }
+
+    /// The table index kept in this store (its own tree, flushed with the log).
+    pub fn table_index(&self) -> Result<super::table_index::TableIndex, LogError> {
+        super::table_index::TableIndex::open(&self.db)
     }
 
     /// Records a new task unless its id is already in the log.
