@@ -94,8 +94,11 @@ pub async fn start(config: &Config, metrics: PrometheusHandle) -> Result<Running
         let notify = Arc::new(Notify::new());
         let control = Arc::new(ConnectorControl::default());
         controls.push((spec.name.clone(), control.clone()));
-        if let Err(e) = connector.healthcheck().await {
-            tracing::warn!(connector = %spec.name, error = %e, "healthcheck failed at startup; tasks wait and retry");
+        match connector.healthcheck().await {
+            Ok(()) => tracing::info!(connector = %spec.name, kind = %spec.kind, "healthcheck ok"),
+            Err(e) => {
+                tracing::warn!(connector = %spec.name, error = %e, "healthcheck failed at startup; tasks wait and retry")
+            }
         }
         let dispatcher = Dispatcher::new(
             spec.name.clone(),
