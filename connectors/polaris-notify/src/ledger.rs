@@ -5,8 +5,8 @@
 //! same time or later was already sent; if so the notification is skipped: sending it would
 //! bring a dropped table back (Polaris forgets a table's last admitted timestamp when it drops
 //! it, so it would accept the older state). The file is replaced atomically (write a temporary
-//! file, fsync, rename, fsync the directory) after every recorded DROP; entries older than
-//! `drop_retention` are pruned then.
+//! file, fsync, rename, fsync the directory) after every recorded DROP; entries recorded more
+//! than `drop_retention` ago are pruned then.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,15 +19,24 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct LedgerFile {
     version: u32,
-    /// `catalog 0x1F namespace.path.table` -> DROP timestamp (ms).
-    drops: BTreeMap<String, i64>,
+    /// `catalog 0x1F namespace.path.table` -> the latest DROP sent.
+    drops: BTreeMap<String, Dropped>,
+}
+
+/// One table's latest DROP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Dropped {
+    /// The DROP's event timestamp (ms).
+    timestamp_ms: i64,
+    /// When it was recorded (wall clock, ms): what retention counts from.
+    recorded_ms: i64,
 }
 
 /// The persistent DROP timestamps of one connector.
 pub struct DropLedger {
     path: PathBuf,
     retention_ms: i64,
-    drops: Mutex<BTreeMap<String, i64>>,
+    drops: Mutex<BTreeMap<String, Dropped>>,
 }
 
 /// The ledger key of a table of the target catalog.
@@ -62,7 +71,7 @@ impl DropLedger {
 
     /// The latest DROP timestamp sent for `key`.
     pub fn dropped_at(&self, key: &str) -> Option<i64> {
-        self.drops.lock().ok()?.get(key).copied()
+        self.drops.lock().ok()?.get(key).map(|d| d.timestamp_ms)
     }
 
     /// Records a DROP sent at `timestamp_ms` and makes it durable.
@@ -71,14 +80,14 @@ impl DropLedger {
             .drops
             .lock()
             .map_err(|_| "drop ledger lock poisoned".to_string())?;
-        let entry = drops.entry(key.to_string()).or_insert(timestamp_ms);
-        *entry = (*entry).max(timestamp_ms);
+        let entry = drops.entry(key.to_string()).or_insert(Dropped {
+            timestamp_ms,
+            recorded_ms: now_ms,
+        });
+        entry.timestamp_ms = entry.timestamp_ms.max(timestamp_ms);
+        entry.recorded_ms = now_ms;
         let cutoff = now_ms - self.retention_ms;
-        drops.retain(|_, ts| *ts >= cutoff);
-        if !drops.contains_key(key) {
-            // Older than the retention itself: nothing later can be older still.
-            return Ok(());
-        }
+        drops.retain(|_, d| d.recorded_ms >= cutoff);
         let file = LedgerFile {
             version: 1,
             drops: drops.clone(),
@@ -125,15 +134,17 @@ mod tests {
         let ledger = DropLedger::open(dir.path(), "mirror", day).unwrap();
         let k = key("mirror", "sales.orders");
         assert_eq!(ledger.dropped_at(&k), None);
-        ledger.record(&k, 1_000, 2_000).unwrap();
-        ledger.record(&k, 500, 2_000).unwrap();
+        // Event times long before now (a replay) are kept: retention counts from recording.
+        let now = 10 * 86_400_000;
+        ledger.record(&k, 1_000, now).unwrap();
+        ledger.record(&k, 500, now).unwrap();
         assert_eq!(ledger.dropped_at(&k), Some(1_000), "the latest drop wins");
         let reopened = DropLedger::open(dir.path(), "mirror", day).unwrap();
         assert_eq!(reopened.dropped_at(&k), Some(1_000));
         // A day later another drop prunes the first.
-        let later = 1_000 + 86_400_000 + 1;
+        let later = now + 86_400_000 + 1;
         reopened
-            .record(&key("mirror", "x.y"), later, later)
+            .record(&key("mirror", "x.y"), 2_000, later)
             .unwrap();
         assert_eq!(reopened.dropped_at(&k), None);
         assert!(reopened.check().is_ok());
