@@ -148,18 +148,31 @@ fn rename_event(from: &str, to: &str, at: i64) -> PolarisEvent {
     e
 }
 
-/// Produces the events one at a time, so the topic holds them in this order.
+/// Produces the events one at a time, so the topic holds them in this order: as Avro, except
+/// events without a table uuid, which go as Polaris's stock JSON.
 async fn produce_avro(topic: &str, events: &[PolarisEvent]) {
     let producer = producer();
     for e in events {
+        let value = if e.table_uuid.is_some() {
+            codec::encode_avro_raw(e)
+        } else {
+            codec::encode_polaris_json(e)
+        };
         send(
             &producer,
             topic,
             e.event_id.as_deref().map(str::as_bytes),
-            &codec::encode_avro_raw(e),
+            &value,
         )
         .await;
     }
+}
+
+/// The same event as Polaris's stock JSON listener sends it: no uuid, no metadata location.
+fn stock(mut e: PolarisEvent) -> PolarisEvent {
+    e.table_uuid = None;
+    e.metadata_location = None;
+    e
 }
 
 fn notify_connector(name: &str, server: &Server, catalog: &str, state_dir: &Path) -> String {
@@ -215,10 +228,8 @@ async fn mirrors_in_order_replays_as_409_never_resurrects_and_validates() {
     let topic = unique("notify");
     create_topic(&topic, 1).await;
     use EventType::*;
-    let mut stock_json_like = table_event(AfterUpdateTable, "ns1.unknown", 2, 1);
-    stock_json_like.table_uuid = None;
-    stock_json_like.metadata_location = None;
     let events = vec![
+        table_event(AfterCreateTable, "ns1.mixed", 1, 0),
         table_event(AfterCreateTable, "ns1.orders", 1, 0),
         table_event(AfterCreateTable, "ns1.customers", 1, 0),
         table_event(AfterCreateTable, "ns1.clicks", 1, 0),
@@ -227,7 +238,10 @@ async fn mirrors_in_order_replays_as_409_never_resurrects_and_validates() {
         table_event(AfterUpdateTable, "ns1.orders", 2, 1),
         table_event(AfterUpdateTable, "ns1.customers", 2, 1),
         table_event(AfterUpdateTable, "ns1.orders", 3, 2),
-        stock_json_like,
+        // Stock JSON without uuid and metadata location: a table the index never saw
+        // dead-letters; one it learned from an Avro event is completed from the index.
+        stock(table_event(AfterUpdateTable, "ns1.unknown", 2, 1)),
+        stock(table_event(AfterDropTable, "ns1.mixed", 7, 0)),
         table_event(AfterDropTable, "ns1.orders", 4, 2),
         table_event(AfterDropTable, "ns1.clicks", 5, 0),
         // Older than the drop, but later in the topic (another producer, another partition
@@ -246,12 +260,13 @@ async fn mirrors_in_order_replays_as_409_never_resurrects_and_validates() {
     );
     let store = dir.path().join("store");
     let port = free_port();
-    let cfg = config(&topic, "avro", &unique("g"), &store, port, &extra);
+    let cfg = config(&topic, "auto", &unique("g"), &store, port, &extra);
     let mut bridge = Bridge::start(dir.path(), "bridge", &cfg, port);
-    // 12 AFTER events for mirror (the BEFORE one is skipped by the connector), 1 for internal.
+    // 14 AFTER events for mirror (the BEFORE one is skipped by the connector), 1 for internal.
     wait_until("every task final", Duration::from_secs(60), || {
-        finished(&bridge, "mirror") >= 12.0 && finished(&bridge, "internal") >= 1.0
+        finished(&bridge, "mirror") >= 14.0 && finished(&bridge, "internal") >= 1.0
     });
+    assert_eq!(bridge.metric(m::EVENTS_ENRICHED, None), 1.0);
     assert_eq!(
         bridge.metric(m::TASKS_SKIPPED, Some("connector=\"mirror\"")),
         1.0,
@@ -311,6 +326,19 @@ async fn mirrors_in_order_replays_as_409_never_resurrects_and_validates() {
     );
     assert_eq!(of("ns2.events_2026"), vec![s("CREATE", 6, 204)]);
     assert!(of("ns1.unknown").is_empty());
+    assert_eq!(
+        of("ns1.mixed"),
+        vec![s("CREATE", 1, 204), s("DROP", 7, 204)]
+    );
+    let mixed_drop = server
+        .requests()
+        .into_iter()
+        .find(|r| r["table"] == "mixed" && r["type"] == "DROP")
+        .unwrap();
+    assert_eq!(
+        mixed_drop["table_uuid"], "uuid-of-ns1.mixed",
+        "from the table index"
+    );
     let internal_creates = server
         .requests()
         .iter()
@@ -331,6 +359,15 @@ async fn mirrors_in_order_replays_as_409_never_resurrects_and_validates() {
             ("ns1.clicks", "AFTER_UPDATE_TABLE", TaskState::Succeeded { note }) => {
                 let note = note.as_deref().unwrap_or_default();
                 assert!(note.contains("resurrect"), "{note}");
+            }
+            ("ns1.mixed", "AFTER_DROP_TABLE", TaskState::Succeeded { note: None }) => {
+                assert_eq!(
+                    event
+                        .attributes
+                        .get("bridge.enriched_from")
+                        .map(String::as_str),
+                    Some("table-index")
+                );
             }
             ("ns1.unknown", _, TaskState::Dead { reason }) => {
                 assert!(
@@ -394,10 +431,10 @@ async fn mirrors_in_order_replays_as_409_never_resurrects_and_validates() {
         "{}\n[[routes]]\nconnector = \"mirror\"\n",
         notify_connector("mirror", &server, "mirror", &state_dir)
     );
-    let cfg = config(&topic, "avro", &unique("g"), &store2, port, &replay_extra);
+    let cfg = config(&topic, "auto", &unique("g"), &store2, port, &replay_extra);
     let mut bridge = Bridge::start(dir.path(), "replay", &cfg, port);
     wait_until("replay final", Duration::from_secs(60), || {
-        finished(&bridge, "mirror") >= 12.0
+        finished(&bridge, "mirror") >= 14.0
     });
     let already = bridge.metric(
         m::DELIVERIES,
@@ -410,7 +447,7 @@ async fn mirrors_in_order_replays_as_409_never_resurrects_and_validates() {
     assert!(bridge.terminate(Duration::from_secs(30)).success());
     assert_eq!(success, 0.0, "nothing new was delivered");
     assert_eq!(
-        already, 11.0,
+        already, 13.0,
         "every mirrored event counted as already done"
     );
     assert_eq!(std::fs::read_to_string(&server.state).unwrap(), before);
