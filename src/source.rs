@@ -377,8 +377,15 @@ impl Source {
                     .realm_id
                     .clone()
                     .unwrap_or_else(|| settings.default_realm.clone());
-                if self.table_index.observe(&mut event, &realm)? {
-                    counter!(m::EVENTS_ENRICHED, "topic" => topic.to_string()).increment(1);
+                match self.table_index.observe(&mut event, &realm) {
+                    Ok(true) => {
+                        counter!(m::EVENTS_ENRICHED, "topic" => topic.to_string()).increment(1)
+                    }
+                    Ok(false) => {}
+                    // The index only completes events: without it they flow as decoded.
+                    Err(e) => {
+                        tracing::warn!(topic, partition, offset, error = %e, "table index not consulted")
+                    }
                 }
                 let id_source = decoded_id.as_ref().unwrap_or(&event);
                 let _span = tracing::debug_span!(
