@@ -111,8 +111,11 @@ pub async fn start_with_token(
             counter!(metric, "connector" => spec.name.clone()).increment(0);
         }
         controls.push((spec.name.clone(), control.clone()));
-        if let Err(e) = connector.healthcheck().await {
-            tracing::warn!(connector = %spec.name, error = %e, "healthcheck failed at startup; tasks wait and retry");
+        match connector.healthcheck().await {
+            Ok(()) => tracing::info!(connector = %spec.name, kind = %spec.kind, "healthcheck ok"),
+            Err(e) => {
+                tracing::warn!(connector = %spec.name, error = %e, "healthcheck failed at startup; tasks wait and retry")
+            }
         }
         let dispatcher = Dispatcher::new(
             spec.name.clone(),
@@ -151,7 +154,13 @@ pub async fn start_with_token(
     gauge!(m::BACKLOG).set(backlog.get() as f64);
 
     let source_status = Arc::new(SourceStatus::default());
-    let pipeline = Arc::new(Pipeline::new(config, log.clone(), router, targets, backlog));
+    let pipeline = Arc::new(Pipeline::new(
+        config,
+        log.clone(),
+        router,
+        targets,
+        backlog,
+    )?);
     let source = Source::new(config, pipeline.clone(), source_status.clone())?;
     let stop_source = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = oneshot::channel();

@@ -1,8 +1,10 @@
 //! Builds connector instances from their configuration.
 //!
-//! Types: `file` (JSON lines, `connectors/file`), `webhook` (one HTTP endpoint,
-//! `connectors/webhook`) and `blackhole` (accepts and drops every task, optionally after a
-//! delay: for benchmarks, dry runs and backpressure drills).
+//! Types: `file` (JSON lines or CloudEvents, `connectors/file`), `webhook` (one HTTP
+//! endpoint, `connectors/webhook`), `kafka` (CloudEvents in Kafka binary mode,
+//! `connectors/kafka`), `polaris-notify` (Polaris's Notification API,
+//! `connectors/polaris-notify`) and `blackhole` (accepts and drops every task, optionally
+//! after a delay: for benchmarks, dry runs and backpressure drills).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use polaris_bridge_api::{Connector, Delivery, DeliveryError, DeliveryOutcome, TaskContext};
 use polaris_bridge_file::{FileConfig, FileConnector};
+use polaris_bridge_kafka::{KafkaConnector, KafkaSinkConfig};
+use polaris_bridge_polaris_notify::{NotifyConfig, PolarisNotifyConnector};
 use polaris_bridge_webhook::config::WebhookConfig;
 use polaris_bridge_webhook::WebhookConnector;
 use serde::Deserialize;
@@ -17,7 +21,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, ConnectorSpec, Problem};
 
 /// The connector types this build knows.
-pub const KINDS: &[&str] = &["file", "blackhole", "webhook"];
+pub const KINDS: &[&str] = &["file", "webhook", "kafka", "polaris-notify", "blackhole"];
 
 /// Builds the connector described by `spec`, validating its type-specific settings.
 pub fn build(spec: &ConnectorSpec) -> Result<Arc<dyn Connector>, ConfigError> {
@@ -30,10 +34,27 @@ pub fn build(spec: &ConnectorSpec) -> Result<Arc<dyn Connector>, ConfigError> {
             fix: format!("see the README's `{}` connector settings", spec.kind),
         }])
     };
+    let rejected = |problem: String| {
+        ConfigError::Invalid(vec![Problem {
+            key: key.clone(),
+            problem,
+            fix: format!("see the README's `{}` connector settings", spec.kind),
+        }])
+    };
     match spec.kind.as_str() {
         "file" => {
             let config = FileConfig::deserialize(settings).map_err(invalid)?;
-            Ok(Arc::new(FileConnector::new(config)))
+            Ok(Arc::new(FileConnector::new(config).map_err(rejected)?))
+        }
+        "kafka" => {
+            let config = KafkaSinkConfig::deserialize(settings).map_err(invalid)?;
+            Ok(Arc::new(KafkaConnector::new(config).map_err(rejected)?))
+        }
+        "polaris-notify" => {
+            let config = NotifyConfig::deserialize(settings).map_err(invalid)?;
+            Ok(Arc::new(
+                PolarisNotifyConnector::new(&spec.name, config).map_err(rejected)?,
+            ))
         }
         "blackhole" => {
             let config = BlackholeConfig::deserialize(settings).map_err(invalid)?;
@@ -136,7 +157,7 @@ mod tests {
         assert!(err.contains("path"), "{err}");
         let err = build(&spec("webhok", "")).err().unwrap().to_string();
         assert!(
-            err.contains("connectors.c.type") && err.contains("file, blackhole"),
+            err.contains("connectors.c.type") && err.contains("file, kafka"),
             "{err}"
         );
     }

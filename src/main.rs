@@ -42,6 +42,16 @@ enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// Runs the connectors' healthchecks (polaris-notify: a VALIDATE notification; kafka:
+    /// topic metadata; file: the directory) and prints each result; exit 1 if any fails.
+    Healthcheck {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this connector (by name); default: all.
+        #[arg(long)]
+        connector: Option<String>,
+    },
     /// Decodes one message and prints the event as JSON.
     Decode {
         /// `polaris-json`, `avro` or `auto`.
@@ -127,6 +137,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Healthcheck { config, connector } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(healthcheck(&config, connector.as_deref()))
+        }
         Command::Decode { format, file, key } => decode(&format, file, key),
         Command::Schema => {
             println!("{}", codec::AVRO_SCHEMA_JSON.trim_end());
@@ -254,6 +268,31 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn healthcheck(config: &Config, only: Option<&str>) -> anyhow::Result<ExitCode> {
+    let specs = config.connector_specs()?;
+    if let Some(name) = only {
+        if !specs.iter().any(|s| s.name == name) {
+            anyhow::bail!("no connector named `{name}` in the configuration");
+        }
+    }
+    let mut failed = false;
+    for spec in specs.iter().filter(|s| only.is_none_or(|n| n == s.name)) {
+        let connector = polaris_bridge::connectors::build(spec)?;
+        match connector.healthcheck().await {
+            Ok(()) => println!("{} ({}): ok", spec.name, spec.kind),
+            Err(e) => {
+                failed = true;
+                println!("{} ({}): {e}", spec.name, spec.kind);
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn decode(format: &str, file: Option<PathBuf>, key: Option<String>) -> anyhow::Result<ExitCode> {

@@ -12,6 +12,8 @@ pub const EVENTS_CONSUMED: &str = "polaris_bridge_events_consumed_total";
 pub const EVENTS_REJECTED: &str = "polaris_bridge_events_rejected_total";
 /// Events that matched no route (their offsets still advance). Labels: `topic`.
 pub const EVENTS_UNROUTED: &str = "polaris_bridge_events_unrouted_total";
+/// Events given a table uuid or metadata location from the table index.
+pub const EVENTS_ENRICHED: &str = "polaris_bridge_events_enriched_total";
 /// New tasks recorded in the log. Labels: `connector`.
 pub const TASKS_CREATED: &str = "polaris_bridge_tasks_created_total";
 /// Tasks whose id was already in the log (redelivery, replay, duplicate event). Labels: `connector`.
@@ -101,6 +103,10 @@ fn describe() {
         "Messages that could not be decoded, kept as rejected records"
     );
     describe_counter!(EVENTS_UNROUTED, "Events that matched no route");
+    describe_counter!(
+        EVENTS_ENRICHED,
+        "Table events completed from the table index (uuid, metadata location)"
+    );
     describe_counter!(TASKS_CREATED, "New tasks recorded in the log");
     describe_counter!(
         TASKS_DEDUPLICATED,

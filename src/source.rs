@@ -27,7 +27,8 @@ use tokio::sync::Notify;
 
 use crate::config::{Config, SourceConfig};
 use crate::log::{
-    now_ms, InsertOutcome, LogError, RejectedRecord, SourceRecord, TaskLog, TaskRecord, TaskState,
+    now_ms, InsertOutcome, LogError, RejectedRecord, SourceRecord, TableIndex, TaskLog, TaskRecord,
+    TaskState,
 };
 use crate::metrics as m;
 use crate::route::Router;
@@ -490,6 +491,8 @@ pub struct IngestedTask {
 /// consumer and the admin API's replay of rejected messages.
 pub struct Pipeline {
     log: Arc<TaskLog>,
+    /// Fills in the table uuid and locations of table events that lack them.
+    table_index: TableIndex,
     topics: HashMap<String, TopicSettings>,
     router: Router,
     targets: Vec<Target>,
@@ -504,7 +507,7 @@ impl Pipeline {
         router: Router,
         targets: Vec<Target>,
         backlog: Arc<Backlog>,
-    ) -> Pipeline {
+    ) -> Result<Pipeline, LogError> {
         let topics = config
             .topics
             .iter()
@@ -518,13 +521,14 @@ impl Pipeline {
                 )
             })
             .collect();
-        Pipeline {
+        Ok(Pipeline {
+            table_index: log.table_index()?,
             log,
             topics,
             router,
             targets,
             backlog,
-        }
+        })
     }
 
     /// The task log.
@@ -586,7 +590,24 @@ impl Pipeline {
                     error: error.to_string(),
                 })
             }
-            Ok(event) => {
+            Ok(mut event) => {
+                let realm = event
+                    .realm_id
+                    .clone()
+                    .unwrap_or_else(|| settings.default_realm.clone());
+                // Task ids derive from the event as decoded, never from what the index adds.
+                let decoded = event.event_id.is_none().then(|| event.clone());
+                match self.table_index.observe(&mut event, &realm) {
+                    Ok(true) => {
+                        counter!(m::EVENTS_ENRICHED, "topic" => topic.to_string()).increment(1)
+                    }
+                    Ok(false) => {}
+                    // The index only completes events: without it they flow as decoded.
+                    Err(e) => {
+                        tracing::warn!(topic, partition, offset, error = %e, "table index not consulted")
+                    }
+                }
+                let id_source = decoded.as_ref().unwrap_or(&event);
                 let _span = tracing::debug_span!(
                     "message",
                     topic,
@@ -602,10 +623,6 @@ impl Pipeline {
                     return Ok(Ingested::Unrouted);
                 }
                 let (mut created, mut duplicates, mut skipped) = (0, 0, 0);
-                let realm = event
-                    .realm_id
-                    .clone()
-                    .unwrap_or_else(|| settings.default_realm.clone());
                 let ordering_key = event.resource_identity(&settings.default_realm);
                 let event_json = serde_json::to_vec(&event).map_err(|e| LogError::Corrupt {
                     key: format!("{topic}/{partition}/{offset}"),
@@ -621,7 +638,7 @@ impl Pipeline {
                             skipped += 1;
                             continue;
                         }
-                        TaskPlan::PerEvent => TaskId::for_event(&target.name, &realm, &event),
+                        TaskPlan::PerEvent => TaskId::for_event(&target.name, &realm, id_source),
                         TaskPlan::Keyed(key) => TaskId::for_key(&target.name, &realm, &key),
                     };
                     let record = TaskRecord {

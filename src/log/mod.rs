@@ -2,10 +2,12 @@
 //!
 //! Layout (see [`store`]): records are keyed by `(connector number, sequence)` so that each
 //! connector's tasks sit together in creation order and inserts append; a small index maps a
-//! task id to its record's key for dedup and lookups.
+//! task id to its record's key for dedup and lookups. Beside it, [`table_index`] keeps what
+//! is known of each table (uuid, metadata location) to enrich events that lack it.
 
 pub mod record;
 pub mod store;
+pub mod table_index;
 
 pub use record::{
     AttemptRecord, RejectedRecord, ReplayRecord, SourceRecord, TaskRecord, TaskState,
@@ -13,6 +15,7 @@ pub use record::{
 pub use store::{
     CheckReport, InsertOutcome, LogError, RecordKey, RejectedKey, TaskLog, Unfinished,
 };
+pub use table_index::{TableEntry, TableIndex};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

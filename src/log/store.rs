@@ -9,6 +9,7 @@
 //!   retention compaction.
 //! - `rejected`: `topic ++ 0x00 ++ partition (u32 BE) ++ offset (u64 BE)` -> [`RejectedRecord`].
 //! - `replayed`: rejected key -> [`ReplayRecord`]: rejected messages an operator replayed.
+//! - `table_index`: what is known of each table, see [`super::table_index`].
 //! - `meta`: format version, connector numbers, each connector's head (lowest unfinished
 //!   sequence).
 //!
@@ -314,6 +315,11 @@ impl TaskLog {
         )?;
         known.insert(name.to_string(), next);
         Ok(next)
+    }
+
+    /// The table index kept in this store (its own tree, flushed with the log).
+    pub fn table_index(&self) -> Result<super::table_index::TableIndex, LogError> {
+        super::table_index::TableIndex::open(&self.db)
     }
 
     /// Records a new task unless its id is already in the log.

@@ -13,6 +13,10 @@
 #   tests/kafka/broker.sh smoke [BOOTSTRAP]
 #                                  create a topic, produce, consume (classic and KIP-848
 #                                  groups), delete it; with the Java client
+#   tests/kafka/broker.sh dump BOOTSTRAP TOPIC
+#                                  print every record of TOPIC (up to its end offsets) as
+#                                  JSON lines, read with the Java client (TopicDump.java):
+#                                  an independent reader for the kafka sink's tests
 #
 # Environment (all optional):
 #   BROKER_DIR             state dir: config, data, pid, bootstrap, broker.log
@@ -80,18 +84,19 @@ fetch_jars() {
 	mv "$tmp" "$JAR_DIR"
 }
 
-# Compiles KafkaCheck.java once per (source, jars) into the cache; sets HELPER_DIR.
+# Compiles the Java helpers (*.java here) once per (sources, jars) into the cache; sets
+# HELPER_DIR.
 compile_helper() {
 	local hash tmp
-	hash="$(cat "$HERE/KafkaCheck.java" "$JAR_DIR/.stamp" | sha256sum | cut -c1-16)"
+	hash="$(cat "$HERE"/*.java "$JAR_DIR/.stamp" | sha256sum | cut -c1-16)"
 	HELPER_DIR="$CACHE_DIR/kafka-check/$hash"
 	[[ -f "$HELPER_DIR/KafkaCheck.class" ]] && return 0
 	command -v "$JAVAC" >/dev/null || die "javac not found (a JDK 17 is needed)"
 	tmp="$HELPER_DIR.tmp.$$"
 	rm -rf "$tmp"
 	mkdir -p "$tmp"
-	"$JAVAC" -nowarn --release 17 -cp "$JAR_DIR/*" -d "$tmp" "$HERE/KafkaCheck.java" >&2 ||
-		die "javac KafkaCheck.java failed"
+	"$JAVAC" -nowarn --release 17 -cp "$JAR_DIR/*" -d "$tmp" "$HERE"/*.java >&2 ||
+		die "javac of the helpers failed"
 	rm -rf "$HELPER_DIR"
 	mv "$tmp" "$HELPER_DIR"
 }
@@ -310,14 +315,21 @@ cmd_smoke() {
 	kafka_check smoke "$bootstrap"
 }
 
+cmd_dump() {
+	[[ -n "${1:-}" && -n "${2:-}" ]] || die "usage: $0 dump BOOTSTRAP TOPIC"
+	prepare_classpath
+	"$JAVA" "${TOOL_JVM_OPTS[@]}" -Dlog4j2.level=ERROR -cp "$HELPER_DIR:$JAR_DIR/*" TopicDump "$1" "$2"
+}
+
 case "${1:-}" in
 start) cmd_start ;;
+dump) cmd_dump "${2:-}" "${3:-}" ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 smoke) cmd_smoke "${2:-}" ;;
 fetch) prepare_classpath ;;
 *)
-	echo "usage: $0 start|stop|status|fetch|smoke [BOOTSTRAP]" >&2
+	echo "usage: $0 start|stop|status|fetch|smoke [BOOTSTRAP]|dump BOOTSTRAP TOPIC" >&2
 	exit 64
 	;;
 esac

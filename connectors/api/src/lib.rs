@@ -1,6 +1,8 @@
 //! Shared ground of polaris-bridge and its connectors: the Polaris event model, its wire
-//! codecs, the deterministic task id, and the [`Connector`] trait every connector implements.
+//! codecs, the deterministic task id, the CloudEvents attribute mapping ([`cloudevents`]),
+//! and the [`Connector`] trait every connector implements.
 
+pub mod cloudevents;
 pub mod codec;
 pub mod connector;
 pub mod event;

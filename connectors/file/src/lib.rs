@@ -1,109 +1,52 @@
 //! The `file` connector: appends each delivered task to a file as one JSON line.
 //!
-//! Each line is `{"task_id", "connector", "attempt", "realm", "source": {topic, partition,
-//! offset}, "event": {...}}`. A line is written with a single `write` call on a file opened in
-//! append mode, so a crash never leaves half a line from another task in between. With
-//! `fsync = true` the line reaches the disk before the delivery counts as done.
+//! - [`config`]: the settings.
+//! - [`format`]: the line: `{"task_id", "connector", "attempt", "realm", "source": {topic,
+//!   partition, offset}, "event": {...}}` (`lines`), or a CloudEvents 1.0 structured-mode
+//!   event with the shared attribute mapping (`cloudevents`).
+//! - [`writer`]: the append-mode file, size-based rotation, fsync.
+//!
+//! A line is written with a single `write` call, so a crash never leaves half a line from
+//! another task in between. With `fsync = true` the line reaches the disk before the delivery
+//! counts as done.
 
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::path::{Path, PathBuf};
+pub mod config;
+pub mod format;
+pub mod writer;
+
+use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use polaris_bridge_api::connector::SourcePosition;
 use polaris_bridge_api::{Connector, Delivery, DeliveryError, DeliveryOutcome, TaskContext};
-use serde::{Deserialize, Serialize};
 
-/// Settings of one `file` connector instance (`[connectors.NAME]` with `type = "file"`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// The file to append to. Its directory must exist; while it doesn't, deliveries fail
-    /// transiently and are retried.
-    pub path: PathBuf,
-    /// fsync after every line (slower, survives a machine crash, not just a process crash).
-    #[serde(default)]
-    pub fsync: bool,
-}
-
-/// The JSON line written for one delivery.
-#[derive(Serialize)]
-struct Line<'a> {
-    task_id: String,
-    connector: &'a str,
-    attempt: u32,
-    realm: &'a str,
-    source: &'a SourcePosition,
-    event: &'a polaris_bridge_api::PolarisEvent,
-}
+pub use config::{FileConfig, LineFormat};
+use writer::Writer;
 
 /// Appends deliveries to a JSON-lines file.
 pub struct FileConnector {
-    config: FileConfig,
-    /// The open file, opened on first use and dropped after a write error so the next attempt
-    /// reopens it.
-    file: Mutex<Option<File>>,
+    path: std::path::PathBuf,
+    format: LineFormat,
+    writer: Mutex<Writer>,
 }
 
 impl FileConnector {
-    /// Creates the connector; the file is opened at the first delivery.
-    pub fn new(config: FileConfig) -> Self {
-        FileConnector {
-            config,
-            file: Mutex::new(None),
+    /// Validates `config`; the file is opened at the first delivery.
+    pub fn new(config: FileConfig) -> Result<Self, String> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
         }
+        Ok(FileConnector {
+            path: config.path.clone(),
+            format: config.format,
+            writer: Mutex::new(Writer::new(config)),
+        })
     }
 
     /// The configured path.
     pub fn path(&self) -> &Path {
-        &self.config.path
-    }
-
-    fn open(&self) -> Result<File, DeliveryError> {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.config.path)
-            .map_err(|e| classify(&self.config.path, "open", e))
-    }
-
-    fn append(&self, line: &[u8]) -> Result<(), DeliveryError> {
-        let mut guard = self
-            .file
-            .lock()
-            .map_err(|_| DeliveryError::transient("file connector lock poisoned"))?;
-        if guard.is_none() {
-            *guard = Some(self.open()?);
-        }
-        let Some(file) = guard.as_mut() else {
-            return Err(DeliveryError::transient("file not open"));
-        };
-        let written = file.write_all(line).and_then(|()| {
-            if self.config.fsync {
-                file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
-            *guard = None;
-            return Err(classify(&self.config.path, "write", e));
-        }
-        Ok(())
-    }
-}
-
-/// Maps an I/O error to what the dispatcher should do about it.
-fn classify(path: &Path, action: &str, error: std::io::Error) -> DeliveryError {
-    let message = format!("{action} {}: {error}", path.display());
-    match error.kind() {
-        ErrorKind::IsADirectory | ErrorKind::InvalidInput | ErrorKind::InvalidFilename => {
-            DeliveryError::misconfigured(format!(
-                "{message}; set `path` to a file, not a directory"
-            ))
-        }
-        _ => DeliveryError::transient(message),
+        &self.path
     }
 }
 
@@ -118,24 +61,17 @@ impl Connector for FileConnector {
         delivery: &Delivery,
         _context: &dyn TaskContext,
     ) -> Result<DeliveryOutcome, DeliveryError> {
-        let line = Line {
-            task_id: delivery.task_id.to_hex(),
-            connector: &delivery.connector,
-            attempt: delivery.attempt,
-            realm: &delivery.realm,
-            source: &delivery.source,
-            event: &delivery.event,
-        };
-        let mut bytes = serde_json::to_vec(&line)
-            .map_err(|e| DeliveryError::permanent(format!("event not serialisable: {e}")))?;
-        bytes.push(b'\n');
-        self.append(&bytes)?;
+        let line = format::line(delivery, self.format)?;
+        let mut writer = self
+            .writer
+            .lock()
+            .map_err(|_| DeliveryError::transient("file connector lock poisoned"))?;
+        writer.append(&line)?;
         Ok(DeliveryOutcome::Delivered)
     }
 
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
         let dir = self
-            .config
             .path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -154,7 +90,7 @@ impl Connector for FileConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use polaris_bridge_api::connector::CheckpointError;
+    use polaris_bridge_api::connector::{CheckpointError, SourcePosition};
     use polaris_bridge_api::event::EventType;
     use polaris_bridge_api::{PolarisEvent, TaskId};
 
@@ -187,10 +123,9 @@ mod tests {
     async fn appends_one_json_line_per_delivery() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let c = FileConnector::new(FileConfig {
-            path: path.clone(),
-            fsync: true,
-        });
+        let mut config = FileConfig::new(&path);
+        config.fsync = true;
+        let c = FileConnector::new(config).unwrap();
         c.deliver(&delivery("a"), &NoContext).await.unwrap();
         c.deliver(&delivery("b"), &NoContext).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -211,10 +146,7 @@ mod tests {
     async fn missing_directory_is_transient_then_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("later").join("out.jsonl");
-        let c = FileConnector::new(FileConfig {
-            path: path.clone(),
-            fsync: false,
-        });
+        let c = FileConnector::new(FileConfig::new(&path)).unwrap();
         let err = c.deliver(&delivery("a"), &NoContext).await.unwrap_err();
         assert_eq!(err.label(), "transient", "{err}");
         assert!(c.healthcheck().await.is_err());
@@ -226,11 +158,92 @@ mod tests {
     #[tokio::test]
     async fn a_directory_as_path_is_misconfigured() {
         let dir = tempfile::tempdir().unwrap();
-        let c = FileConnector::new(FileConfig {
-            path: dir.path().to_path_buf(),
-            fsync: false,
-        });
+        let c = FileConnector::new(FileConfig::new(dir.path().join("sub"))).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
         let err = c.deliver(&delivery("a"), &NoContext).await.unwrap_err();
         assert_eq!(err.label(), "misconfigured", "{err}");
+    }
+
+    #[tokio::test]
+    async fn cloudevents_lines_and_rotation_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ce.jsonl");
+        let mut config = FileConfig::new(&path);
+        config.format = LineFormat::Cloudevents;
+        config.fsync = true;
+        config.max_bytes = Some(1000);
+        config.max_files = Some(2);
+        let c = FileConnector::new(config).unwrap();
+        let ids: Vec<String> = (0..12).map(|i| format!("e{i}")).collect();
+        for id in &ids {
+            c.deliver(&delivery(id), &NoContext).await.unwrap();
+        }
+        let rotated = writer::rotated(&path).unwrap();
+        assert_eq!(rotated.len(), 2, "only max_files rotated files kept");
+        let mut all = Vec::new();
+        for (_, p) in &rotated {
+            let size = std::fs::metadata(p).unwrap().len();
+            assert!(size <= 1000, "{} has {size} bytes", p.display());
+            all.extend(
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned),
+            );
+        }
+        all.extend(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(str::to_owned),
+        );
+        let events: Vec<serde_json::Value> = all
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let last = events.last().unwrap();
+        assert_eq!(last["specversion"], "1.0");
+        assert_eq!(
+            last["id"],
+            TaskId::for_delivery("f", "POLARIS", "e11").to_hex()
+        );
+        assert_eq!(last["type"], "org.apache.polaris.AFTER_CREATE_TABLE");
+        assert_eq!(last["source"], "polaris://POLARIS");
+        assert_eq!(last["datacontenttype"], "application/json");
+        assert_eq!(last["data"]["event_id"], "e11");
+        // Lines are whole and in order across the files kept.
+        let kept: Vec<&str> = events
+            .iter()
+            .map(|e| e["data"]["event_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kept,
+            ids[ids.len() - kept.len()..]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        );
+        // A new writer continues the numbering.
+        let c2 = FileConnector::new({
+            let mut cfg = FileConfig::new(&path);
+            cfg.max_bytes = Some(1);
+            cfg
+        })
+        .unwrap();
+        c2.deliver(&delivery("z"), &NoContext).await.unwrap();
+        let newest = writer::rotated(&path).unwrap().last().unwrap().0;
+        assert_eq!(newest, rotated.last().unwrap().0 + 1);
+    }
+
+    #[test]
+    fn rotation_settings_are_checked() {
+        let mut config = FileConfig::new("/tmp/x.jsonl");
+        config.max_files = Some(3);
+        assert!(FileConnector::new(config.clone())
+            .err()
+            .unwrap()
+            .contains("max_bytes"));
+        config.max_bytes = Some(0);
+        assert!(FileConnector::new(config).is_err());
     }
 }

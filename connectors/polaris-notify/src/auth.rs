@@ -1,0 +1,150 @@
+//! OAuth2 client credentials against the target's token endpoint, with the token cached
+//! until shortly before it expires and refreshed on demand (after a 401).
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+/// Refresh this long before the advertised expiry.
+const EARLY: Duration = Duration::from_secs(30);
+/// Assumed lifetime when the endpoint gives no `expires_in`.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The endpoint refused the credentials (400/401/403): fix the configuration.
+    #[error("token endpoint {url} refused the client credentials ({status}): {body}; check client_id, the client secret and scope")]
+    Refused {
+        /// The endpoint.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// What it said (an OAuth2 error, never a secret).
+        body: String,
+    },
+    /// The endpoint is unreachable or failing: try again later.
+    #[error("token endpoint {url}: {message}")]
+    Unavailable {
+        /// The endpoint.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    token: String,
+    refresh_at: Instant,
+}
+
+/// A cached bearer token.
+pub struct TokenSource {
+    http: reqwest::Client,
+    url: String,
+    client_id: String,
+    secret: String,
+    scope: String,
+    realm: Option<String>,
+    cached: Mutex<Option<Cached>>,
+}
+
+impl TokenSource {
+    /// A token source for these credentials.
+    pub fn new(
+        http: reqwest::Client,
+        url: String,
+        client_id: String,
+        secret: String,
+        scope: String,
+        realm: Option<String>,
+    ) -> Self {
+        TokenSource {
+            http,
+            url,
+            client_id,
+            secret,
+            scope,
+            realm,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// A valid token: the cached one, or a fresh one.
+    pub async fn token(&self) -> Result<String, TokenError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref() {
+            if Instant::now() < c.refresh_at {
+                return Ok(c.token.clone());
+            }
+        }
+        let fresh = self.fetch().await?;
+        let token = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+
+    /// Forgets `stale` (a token the server answered 401 to), so the next call fetches anew.
+    /// A token fetched meanwhile by a concurrent request is kept.
+    pub async fn invalidate(&self, stale: &str) {
+        let mut cached = self.cached.lock().await;
+        if cached.as_ref().is_some_and(|c| c.token == stale) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<Cached, TokenError> {
+        let unavailable = |message: String| TokenError::Unavailable {
+            url: self.url.clone(),
+            message,
+        };
+        let mut request = self.http.post(&self.url).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.secret.as_str()),
+            ("scope", self.scope.as_str()),
+        ]);
+        if let Some(realm) = &self.realm {
+            request = request.header("Polaris-Realm", realm);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("{e}")))?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| unavailable(format!("reading the response: {e}")))?;
+        if matches!(status, 400 | 401 | 403) {
+            return Err(TokenError::Refused {
+                url: self.url.clone(),
+                status,
+                body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            });
+        }
+        if !(200..300).contains(&status) {
+            return Err(unavailable(format!("HTTP {status}")));
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| unavailable(format!("not a token response: {e}")))?;
+        let lifetime = parsed
+            .expires_in
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_LIFETIME);
+        tracing::debug!(url = %self.url, lifetime_s = lifetime.as_secs(), "obtained an access token");
+        Ok(Cached {
+            token: parsed.access_token,
+            refresh_at: Instant::now() + lifetime.saturating_sub(EARLY.min(lifetime / 2)),
+        })
+    }
+}

@@ -1,0 +1,364 @@
+//! The table index: the last known table uuid, location and metadata location of each table,
+//! learned from the events that carry them (the Avro format does, the stock JSON does not).
+//!
+//! The source consults it before routing: an event about a table that lacks the uuid or the
+//! metadata location gets them from here, and records so in its attributes
+//! (`bridge.enriched_from = "table-index"`). Connectors that need them (polaris-notify, purge)
+//! then work from the stock JSON too, once the table has been seen in an event that carried
+//! them.
+//!
+//! Tree `table_index`: key `realm 0x1F catalog 0x1F namespace levels joined by 0x1E 0x1F table`,
+//! value a postcard [`TableEntry`]. Updates:
+//! - an AFTER event of a table that carries any of the three fields stores them, unless the
+//!   stored entry comes from a newer event (events of one table may arrive over several
+//!   partitions);
+//! - `AFTER_RENAME_TABLE` moves the entry to the destination;
+//! - `AFTER_DROP_TABLE` removes it (after the drop itself has been enriched).
+//!
+//! Create and register events are never enriched: a new table must not inherit what an earlier
+//! table of the same name left behind.
+//!
+//! The index is written by the source thread only, and flushed with the task log.
+
+use polaris_bridge_api::event::{Category, EventType, Phase};
+use polaris_bridge_api::PolarisEvent;
+use serde::{Deserialize, Serialize};
+
+use super::store::LogError;
+
+/// The attribute set on an enriched event.
+pub const ENRICHED_ATTRIBUTE: &str = "bridge.enriched_from";
+/// Its value.
+pub const ENRICHED_VALUE: &str = "table-index";
+
+/// What the index knows about one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEntry {
+    /// The Iceberg table uuid.
+    pub table_uuid: Option<String>,
+    /// The table's base location.
+    pub table_location: Option<String>,
+    /// The current metadata.json.
+    pub metadata_location: Option<String>,
+    /// Timestamp of the event these come from (ms; 0 when it had none).
+    pub event_ms: i64,
+}
+
+/// The table index, a sled tree beside the task log's.
+#[derive(Clone)]
+pub struct TableIndex {
+    tree: sled::Tree,
+}
+
+/// The key of a table: realm, catalog, namespace levels, name.
+fn key(realm: &str, catalog: &str, namespace: &[String], table: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(64);
+    key.extend_from_slice(realm.as_bytes());
+    key.push(0x1F);
+    key.extend_from_slice(catalog.as_bytes());
+    key.push(0x1F);
+    for (i, level) in namespace.iter().enumerate() {
+        if i > 0 {
+            key.push(0x1E);
+        }
+        key.extend_from_slice(level.as_bytes());
+    }
+    key.push(0x1F);
+    key.extend_from_slice(table.as_bytes());
+    key
+}
+
+/// The key of the table `event` is about (a rename: its source), if it names one.
+fn table_key(event: &PolarisEvent, realm: &str) -> Option<Vec<u8>> {
+    if event.category() != Some(Category::Table) {
+        return None;
+    }
+    let catalog = event.catalog_name.as_deref()?;
+    let namespace = event.namespace_levels()?;
+    let table = event.object_name()?;
+    Some(key(realm, catalog, namespace, table))
+}
+
+impl TableIndex {
+    /// Opens the index in `db`.
+    pub fn open(db: &sled::Db) -> Result<TableIndex, LogError> {
+        Ok(TableIndex {
+            tree: db.open_tree("table_index")?,
+        })
+    }
+
+    /// What the index knows about a table.
+    pub fn get(
+        &self,
+        realm: &str,
+        catalog: &str,
+        namespace: &[String],
+        table: &str,
+    ) -> Result<Option<TableEntry>, LogError> {
+        self.get_key(&key(realm, catalog, namespace, table))
+    }
+
+    fn get_key(&self, key: &[u8]) -> Result<Option<TableEntry>, LogError> {
+        self.tree
+            .get(key)?
+            .map(|bytes| {
+                postcard::from_bytes(&bytes).map_err(|e| LogError::Corrupt {
+                    key: String::from_utf8_lossy(key).replace(['\u{1f}', '\u{1e}'], "/"),
+                    message: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    fn put(&self, key: &[u8], entry: &TableEntry) -> Result<(), LogError> {
+        let bytes = postcard::to_stdvec(entry).map_err(|e| LogError::Corrupt {
+            key: "table_index".into(),
+            message: e.to_string(),
+        })?;
+        self.tree.insert(key, bytes)?;
+        Ok(())
+    }
+
+    /// Number of tables known.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether no table is known.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Enriches `event` (of `realm`) from the index, then learns from it. Returns whether
+    /// the event was enriched.
+    pub fn observe(&self, event: &mut PolarisEvent, realm: &str) -> Result<bool, LogError> {
+        let Some(key) = table_key(event, realm) else {
+            return Ok(false);
+        };
+        let enriched = self.enrich(&key, event)?;
+        if event.phase() == Some(Phase::After) {
+            self.learn(&key, event, realm)?;
+        }
+        Ok(enriched)
+    }
+
+    fn enrich(&self, key: &[u8], event: &mut PolarisEvent) -> Result<bool, LogError> {
+        let creates = matches!(
+            event.event_type,
+            EventType::BeforeCreateTable
+                | EventType::AfterCreateTable
+                | EventType::BeforeRegisterTable
+                | EventType::AfterRegisterTable
+        );
+        if creates || (event.table_uuid.is_some() && event.metadata_location.is_some()) {
+            return Ok(false);
+        }
+        let Some(entry) = self.get_key(key)? else {
+            return Ok(false);
+        };
+        let mut changed = false;
+        for (field, known) in [
+            (&mut event.table_uuid, entry.table_uuid),
+            (&mut event.table_location, entry.table_location),
+            (&mut event.metadata_location, entry.metadata_location),
+        ] {
+            if field.is_none() && known.is_some() {
+                *field = known;
+                changed = true;
+            }
+        }
+        if changed {
+            event
+                .attributes
+                .insert(ENRICHED_ATTRIBUTE.into(), ENRICHED_VALUE.into());
+        }
+        Ok(changed)
+    }
+
+    fn learn(&self, key: &[u8], event: &PolarisEvent, realm: &str) -> Result<(), LogError> {
+        let event_ms = event.timestamp_ms.unwrap_or(0);
+        match event.event_type {
+            EventType::AfterDropTable => {
+                if let Some(old) = self.get_key(key)? {
+                    if old.event_ms <= event_ms {
+                        self.tree.remove(key)?;
+                    }
+                }
+            }
+            EventType::AfterRenameTable => {
+                let (Some(catalog), Some(destination)) =
+                    (event.catalog_name.as_deref(), &event.rename_destination)
+                else {
+                    return Ok(());
+                };
+                let Some((name, levels)) = destination.split_last() else {
+                    return Ok(());
+                };
+                let mut entry = self.get_key(key)?.unwrap_or(TableEntry {
+                    table_uuid: None,
+                    table_location: None,
+                    metadata_location: None,
+                    event_ms,
+                });
+                entry.table_uuid = event.table_uuid.clone().or(entry.table_uuid);
+                entry.table_location = event.table_location.clone().or(entry.table_location);
+                entry.metadata_location =
+                    event.metadata_location.clone().or(entry.metadata_location);
+                entry.event_ms = entry.event_ms.max(event_ms);
+                self.tree.remove(key)?;
+                if entry.table_uuid.is_some() || entry.metadata_location.is_some() {
+                    self.put(&self::key(realm, catalog, levels, name), &entry)?;
+                }
+            }
+            _ => {
+                if event.table_uuid.is_none()
+                    && event.table_location.is_none()
+                    && event.metadata_location.is_none()
+                {
+                    return Ok(());
+                }
+                let old = self.get_key(key)?;
+                if old.as_ref().is_some_and(|old| old.event_ms > event_ms) {
+                    return Ok(());
+                }
+                let keep = |new: &Option<String>, old: Option<&Option<String>>| {
+                    new.clone().or_else(|| old.cloned().flatten())
+                };
+                let entry = TableEntry {
+                    table_uuid: keep(&event.table_uuid, old.as_ref().map(|o| &o.table_uuid)),
+                    table_location: keep(
+                        &event.table_location,
+                        old.as_ref().map(|o| &o.table_location),
+                    ),
+                    metadata_location: keep(
+                        &event.metadata_location,
+                        old.as_ref().map(|o| &o.metadata_location),
+                    ),
+                    event_ms,
+                };
+                self.put(key, &entry)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn event(kind: EventType, ms: i64) -> PolarisEvent {
+        let mut e = PolarisEvent::new(kind);
+        e.timestamp_ms = Some(ms);
+        e.catalog_name = Some("prod".into());
+        e.namespace = Some(strings(&["sales", "eu"]));
+        e.table_name = Some("orders".into());
+        e
+    }
+
+    fn with_metadata(mut e: PolarisEvent, version: u32) -> PolarisEvent {
+        e.table_uuid = Some("uuid-1".into());
+        e.table_location = Some("s3://b/orders".into());
+        e.metadata_location = Some(format!("s3://b/orders/metadata/{version:05}.metadata.json"));
+        e
+    }
+
+    fn index() -> (tempfile::TempDir, TableIndex) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        (dir, TableIndex::open(&db).unwrap())
+    }
+
+    #[test]
+    fn learns_from_avro_events_and_enriches_stock_json_ones() {
+        let (_dir, index) = index();
+        let mut create = with_metadata(event(EventType::AfterCreateTable, 10), 0);
+        assert!(!index.observe(&mut create, "POLARIS").unwrap());
+        let mut update = event(EventType::AfterUpdateTable, 20);
+        assert!(index.observe(&mut update, "POLARIS").unwrap());
+        assert_eq!(update.table_uuid.as_deref(), Some("uuid-1"));
+        assert_eq!(
+            update.metadata_location.as_deref(),
+            Some("s3://b/orders/metadata/00000.metadata.json")
+        );
+        assert_eq!(
+            update
+                .attributes
+                .get(ENRICHED_ATTRIBUTE)
+                .map(String::as_str),
+            Some("table-index")
+        );
+
+        // A newer metadata location replaces the old; an older event does not.
+        let mut newer = with_metadata(event(EventType::AfterUpdateTable, 30), 3);
+        index.observe(&mut newer, "POLARIS").unwrap();
+        let mut late = with_metadata(event(EventType::AfterUpdateTable, 25), 2);
+        index.observe(&mut late, "POLARIS").unwrap();
+        let entry = index
+            .get("POLARIS", "prod", &strings(&["sales", "eu"]), "orders")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            entry.metadata_location.as_deref(),
+            Some("s3://b/orders/metadata/00003.metadata.json")
+        );
+        assert_eq!(entry.event_ms, 30);
+
+        // Another realm is another table; events carrying everything are left as they are.
+        let mut other = event(EventType::AfterUpdateTable, 40);
+        assert!(!index.observe(&mut other, "acme").unwrap());
+        assert!(other.attributes.is_empty());
+    }
+
+    #[test]
+    fn drops_enrich_then_forget_and_creates_are_never_enriched() {
+        let (_dir, index) = index();
+        index
+            .observe(
+                &mut with_metadata(event(EventType::AfterUpdateTable, 10), 1),
+                "POLARIS",
+            )
+            .unwrap();
+        let mut before_drop = event(EventType::BeforeDropTable, 19);
+        assert!(index.observe(&mut before_drop, "POLARIS").unwrap());
+        let mut drop = event(EventType::AfterDropTable, 20);
+        assert!(index.observe(&mut drop, "POLARIS").unwrap());
+        assert_eq!(drop.table_uuid.as_deref(), Some("uuid-1"));
+        assert!(index.is_empty(), "forgotten after the drop");
+        let mut create = event(EventType::AfterCreateTable, 30);
+        assert!(!index.observe(&mut create, "POLARIS").unwrap());
+        assert_eq!(create.table_uuid, None);
+    }
+
+    #[test]
+    fn renames_move_the_entry() {
+        let (_dir, index) = index();
+        index
+            .observe(
+                &mut with_metadata(event(EventType::AfterUpdateTable, 10), 1),
+                "POLARIS",
+            )
+            .unwrap();
+        let mut rename = PolarisEvent::new(EventType::AfterRenameTable);
+        rename.timestamp_ms = Some(20);
+        rename.catalog_name = Some("prod".into());
+        rename.rename_source = Some(strings(&["sales", "eu", "orders"]));
+        rename.rename_destination = Some(strings(&["archive", "orders_2026"]));
+        assert!(index.observe(&mut rename, "POLARIS").unwrap());
+        assert_eq!(rename.table_uuid.as_deref(), Some("uuid-1"));
+        assert!(index
+            .get("POLARIS", "prod", &strings(&["sales", "eu"]), "orders")
+            .unwrap()
+            .is_none());
+        let moved = index
+            .get("POLARIS", "prod", &strings(&["archive"]), "orders_2026")
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.table_uuid.as_deref(), Some("uuid-1"));
+        assert_eq!(moved.event_ms, 20);
+    }
+}
