@@ -11,7 +11,8 @@
 //! | `time` | the event's timestamp, RFC 3339 with milliseconds in UTC; absent when the event has none |
 //! | `traceparent` | W3C trace context built from the event's OpenTelemetry ids (distributed tracing extension); absent without a trace and span id |
 //!
-//! Realm and catalog are placed in `source` as they are; Polaris names contain no `/`.
+//! Realm and catalog are percent-encoded in `source` (everything but RFC 3986 unreserved
+//! characters), so `source` is always a valid URI reference.
 
 use serde::Serialize;
 
@@ -52,17 +53,11 @@ impl Attributes {
     /// The attributes of `event`, delivered as task `task_id`, in `realm` (the event's realm,
     /// else the topic's default realm, as in [`Delivery::realm`]).
     pub fn new(task_id: &TaskId, realm: &str, event: &PolarisEvent) -> Self {
-        let source = match &event.catalog_name {
-            Some(catalog) => format!("polaris://{realm}/{catalog}"),
-            None => format!("polaris://{realm}"),
-        };
-        let traceparent = match (&event.otel.trace_id, &event.otel.span_id) {
-            (Some(trace), Some(span)) => Some(format!(
-                "00-{trace}-{span}-{}",
-                event.otel.trace_flags.as_deref().unwrap_or("01")
-            )),
-            _ => None,
-        };
+        let mut source = format!("polaris://{}", percent_encode(realm));
+        if let Some(catalog) = &event.catalog_name {
+            source.push('/');
+            source.push_str(&percent_encode(catalog));
+        }
         Attributes {
             specversion: SPEC_VERSION,
             id: task_id.to_hex(),
@@ -70,7 +65,7 @@ impl Attributes {
             event_type: format!("{TYPE_PREFIX}{}", event.event_type.name()),
             subject: event.resource_identity(realm),
             time: event.timestamp_ms.map(format_rfc3339_millis),
-            traceparent,
+            traceparent: traceparent(event),
         }
     }
 
@@ -108,6 +103,43 @@ impl Attributes {
             data,
         }
     }
+}
+
+/// The W3C `traceparent` of the event's OpenTelemetry context, when its trace and span ids are
+/// well formed: flags from `trace_flags`, else `01` when `sampled` is `true`, else `00`.
+fn traceparent(event: &PolarisEvent) -> Option<String> {
+    let trace = event.otel.trace_id.as_deref()?;
+    let span = event.otel.span_id.as_deref()?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex(trace, 32) || !hex(span, 16) {
+        return None;
+    }
+    let flags = match (
+        event.otel.trace_flags.as_deref(),
+        event.otel.sampled.as_deref(),
+    ) {
+        (Some(f), _) if hex(f, 2) => f.to_ascii_lowercase(),
+        (_, Some("true")) => "01".to_string(),
+        _ => "00".to_string(),
+    };
+    Some(format!(
+        "00-{}-{}-{flags}",
+        trace.to_ascii_lowercase(),
+        span.to_ascii_lowercase()
+    ))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// A CloudEvent in structured JSON mode; serialize it with serde_json.
@@ -160,6 +192,7 @@ mod tests {
         e.realm_id = Some("acme".into());
         e.otel.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
         e.otel.span_id = Some("00f067aa0ba902b7".into());
+        e.otel.sampled = Some("true".into());
         let id = TaskId::for_delivery("k", "acme", "x");
         let attributes = Attributes::new(&id, "acme", &e);
         assert_eq!(attributes.source, "polaris://acme");
@@ -176,5 +209,18 @@ mod tests {
         assert_eq!(json["datacontenttype"], "application/json");
         assert_eq!(json["data"]["a"], 1);
         assert!(json.get("time").is_none());
+        e.otel.sampled = None;
+        e.catalog_name = Some("prod cat".into());
+        let attributes = Attributes::new(&id, "acme", &e);
+        assert_eq!(
+            attributes.source, "polaris://acme/prod%20cat",
+            "percent-encoded"
+        );
+        assert!(
+            attributes.traceparent.unwrap().ends_with("-00"),
+            "not sampled"
+        );
+        e.otel.span_id = Some("not hex".into());
+        assert_eq!(Attributes::new(&id, "acme", &e).traceparent, None);
     }
 }
