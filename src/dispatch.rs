@@ -154,6 +154,32 @@ impl ConnectorControl {
     }
 }
 
+/// How often the per-state gauges are refreshed.
+const REPORT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How far the head may advance before it is written to the store again.
+const HEAD_PERSIST_STEP: u64 = 1024;
+
+/// The gauges of one connector, registered once.
+struct StateGauges {
+    pending: metrics::Gauge,
+    running: metrics::Gauge,
+    retrying: metrics::Gauge,
+    paused: metrics::Gauge,
+}
+
+impl StateGauges {
+    fn new(connector: &str) -> Self {
+        let gauge = |state: &'static str| gauge!(m::TASKS, "connector" => connector.to_string(), "state" => state);
+        StateGauges {
+            pending: gauge("pending"),
+            running: gauge("running"),
+            retrying: gauge("retrying"),
+            paused: gauge!(m::CONNECTOR_PAUSED, "connector" => connector.to_string()),
+        }
+    }
+}
+
 /// Where a task in the window stands.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Slot {
@@ -271,6 +297,10 @@ impl Dispatcher {
         let mut next_from = self.log.head(self.number)?;
         let mut head = next_from;
         let mut in_flight = 0usize;
+        let gauges = StateGauges::new(&self.name);
+        let mut last_report = Instant::now()
+            .checked_sub(REPORT_INTERVAL)
+            .unwrap_or_else(Instant::now);
         let mut renew = tokio::time::interval(self.policy.lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -289,18 +319,18 @@ impl Dispatcher {
                 }
             }
             let paused = self.control.is_paused();
-            gauge!(m::CONNECTOR_PAUSED, "connector" => self.name.clone()).set(if paused {
-                1.0
-            } else {
-                0.0
-            });
             let next_wake = if paused {
                 None
             } else {
                 self.start_ready(&mut window, &mut in_flight, &done_tx)?
             };
             self.advance_head(&window, next_from, &mut head)?;
-            self.report(&window);
+            let unreported = last_report.elapsed() < REPORT_INTERVAL;
+            if !unreported {
+                self.report(&window, &gauges, paused);
+                last_report = Instant::now();
+            }
+            let report_in = REPORT_INTERVAL.saturating_sub(last_report.elapsed());
             let sleep_for = next_wake
                 .map(|at| Duration::from_millis((at - now_ms()).max(1) as u64))
                 .unwrap_or(Duration::from_secs(3600));
@@ -315,6 +345,8 @@ impl Dispatcher {
                 }
                 () = self.notify.notified() => {}
                 () = self.control.wake.notified() => {}
+                // Refresh the gauges once more before idling, so they never stay stale.
+                () = tokio::time::sleep(report_in), if unreported => {}
                 () = tokio::time::sleep(sleep_for) => {}
                 _ = renew.tick() => self.renew_leases(&window),
                 _ = shutdown.changed() => {}
@@ -745,7 +777,9 @@ impl Dispatcher {
         head: &mut u64,
     ) -> Result<(), LogError> {
         let lowest = window.keys().next().copied().unwrap_or(next_from);
-        if lowest > *head {
+        // Persisted now and then, not per task: a stale head only means a restart skips a few
+        // more finished records.
+        if lowest > *head && (lowest - *head >= HEAD_PERSIST_STEP || window.is_empty()) {
             self.log.set_head(self.number, lowest)?;
             *head = lowest;
         }
@@ -771,7 +805,7 @@ impl Dispatcher {
     }
 
     /// Publishes the per-state gauges of this connector.
-    fn report(&self, window: &BTreeMap<u64, Entry>) {
+    fn report(&self, window: &BTreeMap<u64, Entry>, gauges: &StateGauges, paused: bool) {
         let (mut running, mut retrying) = (0u64, 0u64);
         for entry in window.values() {
             match entry.slot {
@@ -782,10 +816,10 @@ impl Dispatcher {
         }
         let unfinished = crate::source::unfinished_count(&self.unfinished);
         let pending = unfinished.saturating_sub(running + retrying);
-        let name = self.name.clone();
-        gauge!(m::TASKS, "connector" => name.clone(), "state" => "pending").set(pending as f64);
-        gauge!(m::TASKS, "connector" => name.clone(), "state" => "running").set(running as f64);
-        gauge!(m::TASKS, "connector" => name, "state" => "retrying").set(retrying as f64);
+        gauges.pending.set(pending as f64);
+        gauges.running.set(running as f64);
+        gauges.retrying.set(retrying as f64);
+        gauges.paused.set(if paused { 1.0 } else { 0.0 });
     }
 
     /// Waits for in-flight deliveries up to the drain timeout, then releases the rest.

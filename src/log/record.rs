@@ -1,4 +1,7 @@
 //! What the task log stores: task records with their state machine, and rejected messages.
+//!
+//! Byte fields are serialized as bytes (`serde_bytes`): postcard writes them exactly as it
+//! writes a sequence of `u8` (a varint length, then the bytes), but copies them in bulk.
 
 use serde::{Deserialize, Serialize};
 
@@ -113,10 +116,12 @@ pub struct TaskRecord {
     /// Where the event came from.
     pub source: SourceRecord,
     /// The event, as the JSON of the event model.
+    #[serde(with = "serde_bytes")]
     pub event_json: Vec<u8>,
     /// The last attempts, newest last, at most [`HISTORY_CAP`].
     pub history: Vec<AttemptRecord>,
     /// Progress saved by a long-running delivery.
+    #[serde(with = "serde_bytes")]
     pub checkpoint: Option<Vec<u8>>,
 }
 
@@ -191,6 +196,7 @@ pub struct RejectedRecord {
     /// Message offset.
     pub offset: i64,
     /// The record key, if any.
+    #[serde(with = "serde_bytes")]
     pub key: Option<Vec<u8>>,
     /// Bounded error class (`empty`, `json`, `avro`, `invalid_event_type`, ...).
     pub kind: String,
@@ -198,6 +204,7 @@ pub struct RejectedRecord {
     pub error: String,
     /// The value, whole up to [`RejectedRecord::VALUE_PREFIX`] bytes (1 MiB), else its
     /// first that many bytes. A value kept whole can be replayed from the log.
+    #[serde(with = "serde_bytes")]
     pub value_prefix: Vec<u8>,
     /// Length of the whole value.
     pub value_len: usize,
@@ -294,6 +301,30 @@ mod tests {
             assert!(done.is_final());
             assert!(!record(done).claimable("me", i64::MAX, true));
         }
+    }
+
+    #[test]
+    fn byte_fields_keep_the_sequence_encoding() {
+        #[derive(Serialize)]
+        struct AsSequence {
+            bytes: Vec<u8>,
+            maybe: Option<Vec<u8>>,
+        }
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct AsBytes {
+            #[serde(with = "serde_bytes")]
+            bytes: Vec<u8>,
+            #[serde(with = "serde_bytes")]
+            maybe: Option<Vec<u8>>,
+        }
+        let old = postcard::to_stdvec(&AsSequence {
+            bytes: b"{\"event_type\":\"X\"}".to_vec(),
+            maybe: Some(vec![0, 1, 255]),
+        })
+        .unwrap();
+        let read: AsBytes = postcard::from_bytes(&old).unwrap();
+        assert_eq!(read.bytes, b"{\"event_type\":\"X\"}".to_vec());
+        assert_eq!(read.maybe, Some(vec![0, 1, 255]));
     }
 
     #[test]
