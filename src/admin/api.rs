@@ -569,12 +569,11 @@ pub struct ConnectorList {
 
 async fn connectors(State(admin): State<Arc<Admin>>) -> ApiResult<ConnectorList> {
     let mut checks = tokio::task::JoinSet::new();
-    for (i, target) in admin.pipeline.targets().iter().enumerate() {
+    for i in 0..admin.pipeline.targets().len() {
         let admin = admin.clone();
-        let name = target.name.clone();
         checks.spawn(async move {
-            let target = admin.target(&name).expect("a configured connector");
-            (i, connector_view(target, admin.control(&name)).await)
+            let target = &admin.pipeline.targets()[i];
+            (i, connector_view(target, admin.control(&target.name)).await)
         });
     }
     let mut views = Vec::new();

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 /// Refresh this long before the advertised expiry.
 const EARLY: Duration = Duration::from_secs(30);
@@ -79,27 +79,42 @@ impl TokenSource {
         }
     }
 
-    /// A valid token: the cached one, or a fresh one.
+    /// A valid token: the cached one, or a fresh one. The cache's lock is never held across
+    /// the fetch: concurrent callers that miss may each fetch, and the last one is kept.
     pub async fn token(&self) -> Result<String, TokenError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
-            if Instant::now() < c.refresh_at {
-                return Ok(c.token.clone());
-            }
+        let now = Instant::now();
+        if let Some(token) = self.with_cache(|cached| {
+            cached
+                .as_ref()
+                .filter(|c| now < c.refresh_at)
+                .map(|c| c.token.clone())
+        }) {
+            return Ok(token);
         }
         let fresh = self.fetch().await?;
         let token = fresh.token.clone();
-        *cached = Some(fresh);
+        self.with_cache(|cached| *cached = Some(fresh));
         Ok(token)
     }
 
     /// Forgets `stale` (a token the server answered 401 to), so the next call fetches anew.
     /// A token fetched meanwhile by a concurrent request is kept.
     pub async fn invalidate(&self, stale: &str) {
-        let mut cached = self.cached.lock().await;
-        if cached.as_ref().is_some_and(|c| c.token == stale) {
-            *cached = None;
-        }
+        self.with_cache(|cached| {
+            if cached.as_ref().is_some_and(|c| c.token == stale) {
+                *cached = None;
+            }
+        });
+    }
+
+    /// Runs `f` on the cache under its lock (a poisoned lock is taken over: the cache holds
+    /// only a token, which a fetch replaces).
+    fn with_cache<T>(&self, f: impl FnOnce(&mut Option<Cached>) -> T) -> T {
+        let mut guard = self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
     }
 
     async fn fetch(&self) -> Result<Cached, TokenError> {
