@@ -1,7 +1,8 @@
 //! Builds connector instances from their configuration.
 //!
-//! Types: `file` (JSON lines, `connectors/file`) and `blackhole` (accepts and drops every
-//! task, optionally after a delay: for benchmarks, dry runs and backpressure drills).
+//! Types: `file` (JSON lines, `connectors/file`), `purge` (DROP TABLE PURGE executor,
+//! `connectors/purge`) and `blackhole` (accepts and drops every task, optionally after a
+//! delay: for benchmarks, dry runs and backpressure drills).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +10,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use polaris_bridge_api::{Connector, Delivery, DeliveryError, DeliveryOutcome, TaskContext};
 use polaris_bridge_file::{FileConfig, FileConnector};
+use polaris_bridge_purge::{PurgeConfig, PurgeConnector};
 use serde::Deserialize;
 
 use crate::config::{ConfigError, ConnectorSpec, Problem};
 
 /// The connector types this build knows.
-pub const KINDS: &[&str] = &["file", "blackhole"];
+pub const KINDS: &[&str] = &["file", "purge", "blackhole"];
 
 /// Builds the connector described by `spec`, validating its type-specific settings.
 pub fn build(spec: &ConnectorSpec) -> Result<Arc<dyn Connector>, ConfigError> {
@@ -31,6 +33,22 @@ pub fn build(spec: &ConnectorSpec) -> Result<Arc<dyn Connector>, ConfigError> {
         "file" => {
             let config = FileConfig::deserialize(settings).map_err(invalid)?;
             Ok(Arc::new(FileConnector::new(config)))
+        }
+        "purge" => {
+            let config = PurgeConfig::deserialize(settings).map_err(invalid)?;
+            let connector = PurgeConnector::new(&spec.name, config).map_err(|problems| {
+                ConfigError::Invalid(
+                    problems
+                        .into_iter()
+                        .map(|p| Problem {
+                            key: format!("{key}.{}", p.key),
+                            problem: p.problem,
+                            fix: "see the README's `purge` connector settings".into(),
+                        })
+                        .collect(),
+                )
+            })?;
+            Ok(Arc::new(connector))
         }
         "blackhole" => {
             let config = BlackholeConfig::deserialize(settings).map_err(invalid)?;
@@ -110,11 +128,25 @@ mod tests {
             err.contains("connectors.c") && err.contains("paht"),
             "{err}"
         );
+        assert_eq!(
+            build(&spec(
+                "purge",
+                "policy = \"always\"\nbatch_size = 500\n[s3]\nregion = \"eu-west-1\""
+            ))
+            .unwrap()
+            .kind(),
+            "purge"
+        );
+        let err = build(&spec("purge", "batch_size = 5000"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("connectors.c.batch_size"), "{err}");
         let err = build(&spec("file", "")).err().unwrap().to_string();
         assert!(err.contains("path"), "{err}");
         let err = build(&spec("webhok", "")).err().unwrap().to_string();
         assert!(
-            err.contains("connectors.c.type") && err.contains("file, blackhole"),
+            err.contains("connectors.c.type") && err.contains("file, purge, blackhole"),
             "{err}"
         );
     }
