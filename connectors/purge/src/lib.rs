@@ -27,6 +27,8 @@ use polaris_bridge_api::{
 
 pub use config::{Policy, PurgeConfig};
 pub use executor::{FileKind, Progress, PurgeError, PurgeOutcome, PurgeRequest, Purger};
+/// The `object_store` crate this connector is built on (for tools and tests).
+pub use object_store;
 pub use stats::{Checkpoint, Stats};
 
 /// The event type that triggers a purge.
