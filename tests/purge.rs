@@ -66,7 +66,7 @@ fn purges_pyiceberg_tables_on_the_local_filesystem() {
         listed, in_t_set,
         "the dry run lists exactly the table's files"
     );
-    let last = stdout.lines().filter(|l| l.contains('\t')).last().unwrap();
+    let last = stdout.lines().rfind(|l| l.contains('\t')).unwrap();
     assert!(last.starts_with("current-metadata\t"), "{last}");
 
     // The purge.
