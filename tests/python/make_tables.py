@@ -262,6 +262,58 @@ def make_big(catalog, name, files, snapshots, io):
     return catalog.load_table(f"db.{name}")
 
 
+def make_big_fast(catalog, name, files, snapshots, args):
+    """Like make_big, without reading every file back: the data files are written directly
+    (local: plain writes; S3: boto3 with 32 threads) and registered with a fast append of
+    DataFile entries. `--no-data` writes the manifests only (a memory benchmark of discovery
+    at 1M files; not-found counts as deleted)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    table = catalog.create_table(f"db.{name}", schema=SCHEMA, properties={"format-version": "2"})
+    base = table.location().rstrip("/")
+    buf = pa.BufferOutputStream()
+    pq.write_table(rows(0, 1), buf)
+    data = buf.getvalue().to_pybytes()
+    per_snapshot = files // snapshots
+    s3 = None
+    if base.startswith("s3://"):
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=args.s3_endpoint, region_name="us-east-1")
+
+    def put(path):
+        if args.no_data:
+            return
+        if s3 is not None:
+            bucket, key = path[5:].split("/", 1)
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
+        else:
+            local = path.removeprefix("file://")
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            with open(local, "wb") as f:
+                f.write(data)
+
+    with ThreadPoolExecutor(32 if s3 is not None else 1) as pool:
+        for s in range(snapshots):
+            paths = [f"{base}/data/s{s:03d}/f{i:07d}.parquet" for i in range(per_snapshot)]
+            list(pool.map(put, paths))
+            with table.transaction() as tx:
+                with tx.update_snapshot().fast_append() as append:
+                    for path in paths:
+                        df = DataFile.from_args(
+                            content=DataFileContent.DATA,
+                            file_path=path,
+                            file_format=FileFormat.PARQUET,
+                            partition=Record(),
+                            record_count=1,
+                            file_size_in_bytes=len(data),
+                        )
+                        df.spec_id = 0
+                        append.append_data_file(df)
+            print(f"snapshot {s + 1}/{snapshots}: {len(paths)} files", file=sys.stderr)
+    return catalog.load_table(f"db.{name}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--warehouse", required=True)
@@ -271,6 +323,8 @@ def main():
     p.add_argument("--files", type=int, default=0)
     p.add_argument("--snapshots", type=int, default=20)
     p.add_argument("--name", default="big")
+    p.add_argument("--fast", action="store_true", help="write data files directly, no add_files")
+    p.add_argument("--no-data", action="store_true", help="with --fast: manifests only")
     args = p.parse_args()
     catalog = catalog_for(args)
     io = load_file_io(catalog.properties, location=args.warehouse)
@@ -282,7 +336,10 @@ def main():
             made.append(make_t(catalog, name, io))
         elif name.startswith("u"):
             made.append(make_v1(catalog, name))
-    if args.files:
+    if args.files and args.fast:
+        for name in args.name.split(","):
+            made.append(make_big_fast(catalog, name, args.files, args.snapshots, args))
+    elif args.files:
         made.append(make_big(catalog, args.name, args.files, args.snapshots, io))
     for table in made:
         print(

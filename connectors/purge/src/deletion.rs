@@ -2,8 +2,8 @@
 //!
 //! A batch holds files of one store, without duplicates. Stores with a bulk delete API (S3
 //! `DeleteObjects`, Azure blob batch) get one request per batch (per 1000 or 256 files);
-//! stores without one (local files, GCS) get one request per file, `batch_concurrency` at a
-//! time. Not-found counts as deleted. Files a try could not delete are tried again, up to
+//! stores without one (local files, GCS) get one request per file (local files: unlinked
+//! in one blocking task per batch). Not-found counts as deleted. Files a try could not delete are tried again, up to
 //! `batch_tries` tries, `batch_retry_interval` apart (doubling).
 
 use std::collections::HashSet;
@@ -16,7 +16,7 @@ use object_store::ObjectStoreExt;
 use tokio::time::Instant;
 
 use crate::config::PurgeConfig;
-use crate::safety::ObjectUri;
+use crate::safety::{ObjectUri, Scheme};
 use crate::stats::{Counters, Stats};
 use crate::store::{StoreError, Stores};
 
@@ -145,7 +145,31 @@ impl Deleter {
             let mut deleted: HashSet<Path> = HashSet::with_capacity(pending.len());
             let mut absent = 0u64;
             let mut errors = 0u64;
-            if store.per_request == 1 {
+            if store.scheme == Scheme::File {
+                // Unlinked in a few blocking tasks per batch: object_store's LocalFileSystem
+                // spawns one per file, which costs more than a cached unlink; and a single
+                // task serializes unlinks that wait for the disk (discard) and overlap well.
+                let files: Vec<(Path, std::path::PathBuf)> = pending
+                    .iter()
+                    .map(|(p, t)| (p.clone(), std::path::Path::new("/").join(&t.uri.key)))
+                    .collect();
+                let results = unlink_all(files).await;
+                for (path, result) in results {
+                    match result {
+                        Ok(()) => {
+                            deleted.insert(path);
+                        }
+                        Err((std::io::ErrorKind::NotFound, _)) => {
+                            absent += 1;
+                            deleted.insert(path);
+                        }
+                        Err((_, e)) => {
+                            errors += 1;
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+            } else if store.per_request == 1 {
                 let paths: Vec<Path> = pending.iter().map(|(p, _)| p.clone()).collect();
                 let results = delete_each(store.inner.clone(), paths).await;
                 for (path, result) in results {
@@ -228,6 +252,32 @@ impl Deleter {
             first: first_error.unwrap_or_else(|| "not confirmed by the store".into()),
         })
     }
+}
+
+/// Local files: removed by up to [`PER_OBJECT_CONCURRENCY`] blocking tasks.
+async fn unlink_all(
+    files: Vec<(Path, std::path::PathBuf)>,
+) -> Vec<(Path, Result<(), (std::io::ErrorKind, String)>)> {
+    let chunk = files.len().div_ceil(PER_OBJECT_CONCURRENCY).max(8);
+    let mut tasks = Vec::new();
+    let mut files = files.into_iter().peekable();
+    while files.peek().is_some() {
+        let part: Vec<_> = files.by_ref().take(chunk).collect();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.into_iter()
+                .map(|(path, file)| {
+                    let result = std::fs::remove_file(&file)
+                        .map_err(|e| (e.kind(), format!("{}: {e}", file.display())));
+                    (path, result)
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.extend(task.await.unwrap_or_default());
+    }
+    results
 }
 
 /// Deletes each path with its own request, [`PER_OBJECT_CONCURRENCY`] at a time.
