@@ -292,6 +292,12 @@ impl<'a> Run<'a> {
             {
                 Ok(bytes) => bytes,
                 Err(DiscoveryError::NotFound { .. }) => {
+                    if self.resumed && self.cp.phase == Phase::Final {
+                        // Deleted by the attempt that saved the checkpoint, just before it died.
+                        let mut stats = self.stats();
+                        stats.files_deleted += 1;
+                        stats.files_absent += 1;
+                    }
                     self.cp.phase = Phase::Done;
                     self.save()?;
                     return Ok(PurgeOutcome::MetadataGone(self.cp.clone()));
@@ -541,6 +547,12 @@ impl<'a> Run<'a> {
             self.cp.entries_done = skip;
             let Some(mut rx) = self.open_manifest(ordinal, manifest, roots).await? else {
                 tracing::info!(manifest = %manifest.path, "manifest already deleted by an earlier attempt");
+                {
+                    // Not-found counts as deleted.
+                    let mut stats = self.stats();
+                    stats.files_deleted += 1;
+                    stats.files_absent += 1;
+                }
                 self.manifest_done()?;
                 continue;
             };
@@ -722,4 +734,226 @@ fn run_batch<'a>(purger: &'a Purger, stats: Arc<Mutex<Stats>>, batch: Pending) -
             .await;
         (result, batch.consumed)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::tests::{write_manifest, write_manifest_list};
+    use std::path::Path;
+
+    /// A v2 table under `root/db/t`: 3 data manifests of 25 files and a delete manifest of 5,
+    /// in 3 snapshots (manifests shared between snapshots), 2 previous metadata files, a
+    /// statistics file; and a sibling `root/db/t_2`. Returns the metadata location.
+    fn make_table(root: &Path) -> String {
+        let t = root.join("db/t");
+        std::fs::create_dir_all(t.join("data")).unwrap();
+        std::fs::create_dir_all(t.join("metadata")).unwrap();
+        std::fs::create_dir_all(root.join("db/t_2/data")).unwrap();
+        std::fs::write(root.join("db/t_2/data/keep.parquet"), b"sibling").unwrap();
+        let loc = |rel: &str| format!("file://{}/{rel}", t.display());
+        let mut manifests = Vec::new();
+        for m in 0..4 {
+            let content = if m == 3 { 1 } else { 0 };
+            let count = if m == 3 { 5 } else { 25 };
+            let files: Vec<String> = (0..count)
+                .map(|i| loc(&format!("data/m{m}-f{i}.parquet")))
+                .collect();
+            for f in &files {
+                std::fs::write(f.trim_start_matches("file://"), b"0123456789").unwrap();
+            }
+            let entries: Vec<(&str, i64, i32)> =
+                files.iter().map(|f| (f.as_str(), 10, content)).collect();
+            let bytes = write_manifest(&entries);
+            let path = loc(&format!("metadata/m{m}.avro"));
+            std::fs::write(path.trim_start_matches("file://"), &bytes).unwrap();
+            manifests.push((path, bytes.len() as i64, content));
+        }
+        let mut snapshots = Vec::new();
+        for (s, upto) in [(1, 1), (2, 2), (3, 4)] {
+            let refs: Vec<(&str, i64, i32)> = manifests[..upto]
+                .iter()
+                .map(|(p, l, c)| (p.as_str(), *l, *c))
+                .collect();
+            let list = loc(&format!("metadata/snap-{s}.avro"));
+            std::fs::write(
+                list.trim_start_matches("file://"),
+                write_manifest_list(&refs),
+            )
+            .unwrap();
+            snapshots.push(serde_json::json!({"snapshot-id": s, "manifest-list": list}));
+        }
+        let mut log = Vec::new();
+        for v in 0..2 {
+            let p = loc(&format!("metadata/0000{v}.metadata.json"));
+            std::fs::write(p.trim_start_matches("file://"), b"{}").unwrap();
+            log.push(serde_json::json!({"metadata-file": p, "timestamp-ms": v}));
+        }
+        let stats = loc("metadata/s.puffin");
+        std::fs::write(stats.trim_start_matches("file://"), b"PFA1").unwrap();
+        let metadata = serde_json::json!({
+            "format-version": 2, "table-uuid": "u", "location": format!("file://{}", t.display()),
+            "snapshots": snapshots, "metadata-log": log,
+            "statistics": [{"snapshot-id": 3, "statistics-path": stats, "file-size-in-bytes": 4}],
+        });
+        let current = loc("metadata/00002.metadata.json");
+        std::fs::write(
+            current.trim_start_matches("file://"),
+            serde_json::to_vec(&metadata).unwrap(),
+        )
+        .unwrap();
+        current
+    }
+
+    fn files_under(dir: &Path) -> usize {
+        let mut n = 0;
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.path().is_dir() {
+                    n += files_under(&e.path());
+                } else {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Saves checkpoints until the `fail_at`-th save, which fails (a crash at that point).
+    struct Crashing {
+        saves: usize,
+        fail_at: usize,
+        last: Option<Checkpoint>,
+    }
+
+    impl Progress for Crashing {
+        fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), String> {
+            self.saves += 1;
+            if self.saves == self.fail_at {
+                return Err("crash".into());
+            }
+            self.last = Some(checkpoint.clone());
+            Ok(())
+        }
+    }
+
+    fn purger() -> Purger {
+        Purger::new(
+            PurgeConfig {
+                batch_size: 10,
+                batch_concurrency: 2,
+                ..PurgeConfig::default()
+            },
+            "test",
+        )
+    }
+
+    const TOTAL: u64 = 75 + 5 + 4 + 3 + 2 + 1 + 1;
+
+    #[tokio::test]
+    async fn purges_everything_in_order_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = make_table(dir.path());
+        assert_eq!(files_under(&dir.path().join("db/t")), TOTAL as usize);
+        let request = PurgeRequest {
+            metadata_location: metadata.clone(),
+            ..PurgeRequest::default()
+        };
+        let mut progress = Crashing {
+            saves: 0,
+            fail_at: 0,
+            last: None,
+        };
+        let outcome = purger().purge(&request, &mut progress).await.unwrap();
+        let PurgeOutcome::Purged(cp) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(cp.phase, Phase::Done);
+        assert_eq!(cp.stats.files_deleted, TOTAL);
+        assert_eq!(cp.stats.failures, 0);
+        assert_eq!(files_under(&dir.path().join("db/t")), 0);
+        assert_eq!(files_under(&dir.path().join("db/t_2")), 1);
+        // Again: the metadata file is gone, so the purge is known to be complete.
+        let again = purger().purge(&request, &mut progress).await.unwrap();
+        assert!(matches!(again, PurgeOutcome::MetadataGone(_)), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn a_crash_at_any_checkpoint_resumes_and_finishes() {
+        for fail_at in 1..=30 {
+            let dir = tempfile::tempdir().unwrap();
+            let metadata = make_table(dir.path());
+            let mut first = Crashing {
+                saves: 0,
+                fail_at,
+                last: None,
+            };
+            let request = PurgeRequest {
+                metadata_location: metadata.clone(),
+                ..PurgeRequest::default()
+            };
+            let result = purger().purge(&request, &mut first).await;
+            if result.is_ok() {
+                assert!(
+                    first.saves < fail_at,
+                    "finished although save {fail_at} failed"
+                );
+                continue;
+            }
+            assert!(
+                matches!(result, Err(PurgeError::Interrupted(_))),
+                "{result:?}"
+            );
+            let resumed = PurgeRequest {
+                checkpoint: first.last.clone(),
+                ..request.clone()
+            };
+            let mut second = Crashing {
+                saves: 0,
+                fail_at: 0,
+                last: None,
+            };
+            let outcome = purger().purge(&resumed, &mut second).await.unwrap();
+            let (PurgeOutcome::Purged(cp) | PurgeOutcome::MetadataGone(cp)) = outcome else {
+                panic!("{fail_at}: {outcome:?}")
+            };
+            assert_eq!(
+                files_under(&dir.path().join("db/t")),
+                0,
+                "crash at save {fail_at}"
+            );
+            assert_eq!(files_under(&dir.path().join("db/t_2")), 1);
+            assert_eq!(cp.stats.failures, 0, "crash at save {fail_at}");
+            assert_eq!(cp.stats.attempts, if first.last.is_some() { 2 } else { 1 });
+            let before = first.last.map(|c| c.stats.files_deleted).unwrap_or(0);
+            // The second attempt redid at most the batches in flight at the crash.
+            assert!(cp.stats.files_deleted >= TOTAL, "{fail_at}: {cp:?}");
+            assert!(cp.stats.files_deleted - before <= TOTAL - before + 2 * 10 + 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_a_table_location_that_differs_from_the_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = make_table(dir.path());
+        let request = PurgeRequest {
+            metadata_location: metadata,
+            table_location: Some(format!("file://{}/db/t_2", dir.path().display())),
+            ..PurgeRequest::default()
+        };
+        let mut progress = Crashing {
+            saves: 0,
+            fail_at: 0,
+            last: None,
+        };
+        let err = purger().purge(&request, &mut progress).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PurgeError::Safety(SafetyError::LocationMismatch { .. })
+            ),
+            "{err}"
+        );
+        assert_eq!(files_under(&dir.path().join("db/t")), TOTAL as usize);
+    }
 }
