@@ -14,7 +14,8 @@
 //! anything is deleted: a corrupt manifest or a file outside the table fails the purge with
 //! nothing deleted.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -185,6 +186,7 @@ impl Purger {
                 ..Checkpoint::default()
             },
             progress,
+            recent: Recent::new(),
         };
         if let (Some(cp), false) = (resumed, request.dry_run) {
             if cp.phase == Phase::Done {
@@ -213,12 +215,51 @@ struct Run<'a> {
     stats: Arc<Mutex<Stats>>,
     cp: Checkpoint,
     progress: &'a mut dyn Progress,
+    recent: Recent,
+}
+
+/// Content files already sent for deletion in this attempt, to skip the same file listed by
+/// another manifest (an EXISTING or DELETED entry of a file ADDED earlier). Bounded: it keeps
+/// the last [`RECENT_CAPACITY`] paths as 128-bit hashes (about 8 MiB), so memory does not grow
+/// with the table; a duplicate further apart is deleted again, and found absent.
+struct Recent {
+    hashers: (RandomState, RandomState),
+    set: HashSet<u128>,
+    order: VecDeque<u128>,
+}
+
+/// Paths [`Recent`] remembers.
+const RECENT_CAPACITY: usize = 262_144;
+
+impl Recent {
+    fn new() -> Self {
+        Recent {
+            hashers: (RandomState::new(), RandomState::new()),
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Remembers `path`; false when it was already there.
+    fn insert(&mut self, path: &str) -> bool {
+        let key = (u128::from(self.hashers.0.hash_one(path)) << 64)
+            | u128::from(self.hashers.1.hash_one(path));
+        if !self.set.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > RECENT_CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 /// A batch being filled.
 struct Pending {
     targets: Vec<Target>,
-    names: HashSet<String>,
     /// Entries consumed to build it (duplicates included), for the checkpoint.
     consumed: u64,
 }
@@ -227,7 +268,6 @@ impl Pending {
     fn new() -> Self {
         Pending {
             targets: Vec::new(),
-            names: HashSet::new(),
             consumed: 0,
         }
     }
@@ -242,9 +282,7 @@ impl Pending {
 
     fn add(&mut self, target: Target) {
         self.consumed += 1;
-        if self.names.insert(target.location.clone()) {
-            self.targets.push(target);
-        }
+        self.targets.push(target);
     }
 }
 
@@ -588,6 +626,11 @@ impl<'a> Run<'a> {
                 } else {
                     FileKind::Delete
                 };
+                if !self.recent.insert(&entry.path) {
+                    // Listed again by this or an earlier manifest: already on its way.
+                    batch.consumed += 1;
+                    continue;
+                }
                 if self.dry_run {
                     self.would_delete(kind, &entry.path, entry.size);
                     continue;

@@ -20,7 +20,7 @@ pub const IN_PROGRESS: &str = "polaris_bridge_purge_in_progress";
 #[serde(default)]
 pub struct Stats {
     /// Files deleted, including those already absent (not-found counts as deleted). A file
-    /// listed by several manifests may be counted once per listing.
+    /// listed by several manifests far apart (more than 262,144 files) may count twice.
     pub files_deleted: u64,
     /// Of those, files the store reported as already absent (local filesystem; S3 does not
     /// tell).
