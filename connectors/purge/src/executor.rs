@@ -135,7 +135,7 @@ pub enum PurgeError {
 pub struct Purger {
     config: Arc<PurgeConfig>,
     stores: Arc<Stores>,
-    deleter: Deleter,
+    deleter: Arc<Deleter>,
     counters: Counters,
 }
 
@@ -149,7 +149,7 @@ impl Purger {
             config.max_batches_per_second,
         ));
         Purger {
-            deleter: Deleter::new(stores.clone(), limiter, config.clone()),
+            deleter: Arc::new(Deleter::new(stores.clone(), limiter, config.clone())),
             stores,
             config,
             counters: Counters::new(connector),
@@ -759,25 +759,35 @@ impl<'a> Run<'a> {
         self.progress.would_delete(kind, location, size);
     }
 
-    /// Deletes one batch; yields the result and the entries it consumed.
-    fn run_batch(&self, batch: Pending) -> BatchFuture<'a> {
-        run_batch(self.purger, self.stats.clone(), batch)
+    /// Deletes one batch on its own task (so batches in flight progress while the next
+    /// one is read); yields the result and the entries it consumed.
+    fn run_batch(&self, batch: Pending) -> BatchFuture {
+        let deleter = self.purger.deleter.clone();
+        let counters = self.purger.counters.clone();
+        let stats = self.stats.clone();
+        let consumed = batch.consumed;
+        let task = tokio::spawn(async move {
+            deleter
+                .delete_batch(&batch.targets, &stats, &counters)
+                .await
+        });
+        Box::pin(async move {
+            let result = task.await.unwrap_or_else(|e| {
+                Err(DeleteError::Failed {
+                    failed: 0,
+                    total: 0,
+                    tries: 0,
+                    first: format!("delete task failed: {e}"),
+                })
+            });
+            (result, consumed)
+        })
     }
 }
 
-type BatchFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (Result<(), DeleteError>, u64)> + Send + 'a>,
+type BatchFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Result<(), DeleteError>, u64)> + Send + 'static>,
 >;
-
-fn run_batch<'a>(purger: &'a Purger, stats: Arc<Mutex<Stats>>, batch: Pending) -> BatchFuture<'a> {
-    Box::pin(async move {
-        let result = purger
-            .deleter
-            .delete_batch(&batch.targets, &stats, &purger.counters)
-            .await;
-        (result, batch.consumed)
-    })
-}
 
 #[cfg(test)]
 mod tests {
