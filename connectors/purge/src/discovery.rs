@@ -266,16 +266,37 @@ pub fn decode_manifest_list(
     Ok(manifests)
 }
 
-/// Streams the entries of a manifest: one [`ContentFile`] per entry, in file order, through
-/// a channel holding at most `capacity` entries. The object is read in chunks and decoded on
-/// a blocking thread; dropping the receiver stops both.
+/// Entries handed over per channel message (fewer thread wake-ups than one per entry).
+const CHUNK: usize = 256;
+
+/// The entries of one manifest, in file order.
+pub struct Entries {
+    rx: mpsc::Receiver<Vec<Result<ContentFile, DiscoveryError>>>,
+    buffer: std::vec::IntoIter<Result<ContentFile, DiscoveryError>>,
+}
+
+impl Entries {
+    /// The next entry; `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<ContentFile, DiscoveryError>> {
+        loop {
+            if let Some(entry) = self.buffer.next() {
+                return Some(entry);
+            }
+            self.buffer = self.rx.recv().await?.into_iter();
+        }
+    }
+}
+
+/// Streams the entries of a manifest, in file order, through a channel holding at most
+/// about `capacity` entries. The object is read in chunks and decoded on a blocking thread;
+/// dropping the [`Entries`] stops both.
 pub async fn stream_manifest(
     store: &Store,
     location: &Path,
     uri: &str,
     what: &str,
     capacity: usize,
-) -> Result<mpsc::Receiver<Result<ContentFile, DiscoveryError>>, DiscoveryError> {
+) -> Result<Entries, DiscoveryError> {
     let result = store
         .inner
         .get(location)
@@ -292,7 +313,7 @@ pub async fn stream_manifest(
             }
         }
     });
-    let (entry_tx, entry_rx) = mpsc::channel(capacity.max(1));
+    let (entry_tx, entry_rx) = mpsc::channel((capacity / CHUNK).max(1));
     let uri = uri.to_string();
     let what = what.to_string();
     tokio::task::spawn_blocking(move || {
@@ -300,11 +321,25 @@ pub async fn stream_manifest(
             rx: chunk_rx,
             current: Bytes::new(),
         };
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut open = true;
         decode_manifest(reader, &uri, &what, |entry| {
-            entry_tx.blocking_send(entry).is_ok()
+            chunk.push(entry);
+            if chunk.len() >= CHUNK {
+                open = entry_tx
+                    .blocking_send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                    .is_ok();
+            }
+            open
         });
+        if open && !chunk.is_empty() {
+            let _ = entry_tx.blocking_send(chunk);
+        }
     });
-    Ok(entry_rx)
+    Ok(Entries {
+        rx: entry_rx,
+        buffer: Vec::new().into_iter(),
+    })
 }
 
 /// Decodes manifest entries from `input`, handing each to `emit` until it returns false.

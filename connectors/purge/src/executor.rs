@@ -512,10 +512,7 @@ impl<'a> Run<'a> {
         ordinal: u64,
         manifest: &ManifestRef,
         roots: &Roots,
-    ) -> Result<
-        Option<tokio::sync::mpsc::Receiver<Result<discovery::ContentFile, DiscoveryError>>>,
-        PurgeError,
-    > {
+    ) -> Result<Option<discovery::Entries>, PurgeError> {
         let uri = roots.check(&manifest.path, || "manifest".to_string())?;
         let (store, path) = self.purger.stores.resolve(&uri)?;
         self.counted_read();
@@ -542,23 +539,40 @@ impl<'a> Run<'a> {
     }
 
     /// Reads every remaining manifest and checks every path, deleting nothing.
-    async fn verify(&mut self, manifests: &[ManifestRef], roots: &Roots) -> Result<(), PurgeError> {
-        for (ordinal, manifest) in manifests
+    async fn verify(&self, manifests: &[ManifestRef], roots: &Roots) -> Result<(), PurgeError> {
+        // Decoding dominates: verify a few manifests at once, one per core.
+        let parallel = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 8);
+        let checks: Vec<_> = manifests
             .iter()
             .enumerate()
             .skip(self.cp.manifests_done as usize)
-        {
-            let Some(mut rx) = self.open_manifest(ordinal as u64, manifest, roots).await? else {
-                continue;
-            };
-            while let Some(entry) = rx.recv().await {
-                let file = entry.inspect_err(|e| self.read_failed(e))?;
-                let uri = roots.check(&file.path, || {
-                    format!("file listed in manifest `{}`", manifest.path)
-                })?;
-                if uri.scheme != roots.table().scheme || uri.authority != roots.table().authority {
-                    self.purger.stores.resolve(&uri)?;
-                }
+            .map(|(ordinal, manifest)| self.verify_one(ordinal as u64, manifest, roots))
+            .collect();
+        let mut checks = futures::stream::iter(checks).buffer_unordered(parallel);
+        while let Some(result) = checks.next().await {
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn verify_one(
+        &self,
+        ordinal: u64,
+        manifest: &ManifestRef,
+        roots: &Roots,
+    ) -> Result<(), PurgeError> {
+        let Some(mut rx) = self.open_manifest(ordinal, manifest, roots).await? else {
+            return Ok(());
+        };
+        while let Some(entry) = rx.next().await {
+            let file = entry.inspect_err(|e| self.read_failed(e))?;
+            let uri = roots.check(&file.path, || {
+                format!("file listed in manifest `{}`", manifest.path)
+            })?;
+            if uri.scheme != roots.table().scheme || uri.authority != roots.table().authority {
+                self.purger.stores.resolve(&uri)?;
             }
         }
         Ok(())
@@ -599,7 +613,7 @@ impl<'a> Run<'a> {
             let mut in_flight = FuturesOrdered::new();
             let mut failure: Option<PurgeError> = None;
             loop {
-                let entry = match rx.recv().await {
+                let entry = match rx.next().await {
                     Some(Ok(entry)) => entry,
                     Some(Err(e)) => {
                         self.read_failed(&e);
