@@ -3,8 +3,9 @@
 //! Types: `file` (JSON lines or CloudEvents, `connectors/file`), `webhook` (one HTTP
 //! endpoint, `connectors/webhook`), `kafka` (CloudEvents in Kafka binary mode,
 //! `connectors/kafka`), `polaris-notify` (Polaris's Notification API,
-//! `connectors/polaris-notify`) and `blackhole` (accepts and drops every task, optionally
-//! after a delay: for benchmarks, dry runs and backpressure drills).
+//! `connectors/polaris-notify`), `purge` (DROP TABLE PURGE executor, `connectors/purge`) and
+//! `blackhole` (accepts and drops every task, optionally after a delay: for benchmarks, dry
+//! runs and backpressure drills).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use polaris_bridge_api::{Connector, Delivery, DeliveryError, DeliveryOutcome, Ta
 use polaris_bridge_file::{FileConfig, FileConnector};
 use polaris_bridge_kafka::{KafkaConnector, KafkaSinkConfig};
 use polaris_bridge_polaris_notify::{NotifyConfig, PolarisNotifyConnector};
+use polaris_bridge_purge::{PurgeConfig, PurgeConnector};
 use polaris_bridge_webhook::config::WebhookConfig;
 use polaris_bridge_webhook::WebhookConnector;
 use serde::Deserialize;
@@ -21,7 +23,14 @@ use serde::Deserialize;
 use crate::config::{ConfigError, ConnectorSpec, Problem};
 
 /// The connector types this build knows.
-pub const KINDS: &[&str] = &["file", "webhook", "kafka", "polaris-notify", "blackhole"];
+pub const KINDS: &[&str] = &[
+    "file",
+    "webhook",
+    "kafka",
+    "polaris-notify",
+    "purge",
+    "blackhole",
+];
 
 /// Builds the connector described by `spec`, validating its type-specific settings.
 pub fn build(spec: &ConnectorSpec) -> Result<Arc<dyn Connector>, ConfigError> {
@@ -55,6 +64,22 @@ pub fn build(spec: &ConnectorSpec) -> Result<Arc<dyn Connector>, ConfigError> {
             Ok(Arc::new(
                 PolarisNotifyConnector::new(&spec.name, config).map_err(rejected)?,
             ))
+        }
+        "purge" => {
+            let config = PurgeConfig::deserialize(settings).map_err(invalid)?;
+            let connector = PurgeConnector::new(&spec.name, config).map_err(|problems| {
+                ConfigError::Invalid(
+                    problems
+                        .into_iter()
+                        .map(|p| Problem {
+                            key: format!("{key}.{}", p.key),
+                            problem: p.problem,
+                            fix: "see the README's `purge` connector settings".into(),
+                        })
+                        .collect(),
+                )
+            })?;
+            Ok(Arc::new(connector))
         }
         "blackhole" => {
             let config = BlackholeConfig::deserialize(settings).map_err(invalid)?;
@@ -153,6 +178,20 @@ mod tests {
             err.contains("connectors.c") && err.contains("paht"),
             "{err}"
         );
+        assert_eq!(
+            build(&spec(
+                "purge",
+                "policy = \"always\"\nbatch_size = 500\n[s3]\nregion = \"eu-west-1\""
+            ))
+            .unwrap()
+            .kind(),
+            "purge"
+        );
+        let err = build(&spec("purge", "batch_size = 5000"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("connectors.c.batch_size"), "{err}");
         let err = build(&spec("file", "")).err().unwrap().to_string();
         assert!(err.contains("path"), "{err}");
         let err = build(&spec("webhok", "")).err().unwrap().to_string();

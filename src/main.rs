@@ -82,6 +82,9 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9464/readyz")]
         url: String,
     },
+    /// Purges one Iceberg table's files now, with the purge connector's executor (a table
+    /// dropped without PURGE, or by hand). Prints a JSON summary on stdout.
+    Purge(PurgeArgs),
 }
 
 #[derive(Subcommand)]
@@ -99,6 +102,23 @@ enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct PurgeArgs {
+    /// The table's current metadata.json (s3://..., file:///..., /path, gs://..., abfss://...).
+    #[arg(long)]
+    metadata_location: String,
+    /// List what would be deleted (tab-separated kind, size, location on stdout); delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Take the settings (S3, batches, rate limits, allowed prefixes) of the `purge`
+    /// connector in this bridge configuration file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Which `purge` connector of the configuration, when it has several.
+    #[arg(long)]
+    connector: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -151,6 +171,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             command: StoreCommand::Check { path, config, json },
         } => polaris_bridge::admin::cli::store_check(path.as_deref(), config.as_deref(), json),
         Command::Health { url } => polaris_bridge::admin::cli::health(&url),
+        Command::Purge(args) => runtime()?.block_on(purge(args)),
         Command::EventTypes => {
             for t in EventType::known() {
                 println!(
@@ -293,6 +314,92 @@ async fn healthcheck(config: &Config, only: Option<&str>) -> anyhow::Result<Exit
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn purge(args: PurgeArgs) -> anyhow::Result<ExitCode> {
+    use polaris_bridge_purge::{executor, PurgeConfig, PurgeOutcome, PurgeRequest, Purger};
+    use serde::Deserialize;
+
+    let settings = match &args.config {
+        None => PurgeConfig::default(),
+        Some(path) => {
+            let config = Config::load(path)?;
+            let specs: Vec<_> = config
+                .connector_specs()?
+                .into_iter()
+                .filter(|s| s.kind == "purge")
+                .filter(|s| args.connector.as_ref().is_none_or(|n| *n == s.name))
+                .collect();
+            let [spec] = &specs[..] else {
+                anyhow::bail!(
+                    "{} has {} purge connector(s){}: name one with --connector",
+                    path.display(),
+                    specs.len(),
+                    args.connector
+                        .as_ref()
+                        .map(|n| format!(" named `{n}`"))
+                        .unwrap_or_default()
+                );
+            };
+            PurgeConfig::deserialize(toml::Value::Table(spec.settings.clone()))
+                .with_context(|| format!("connectors.{}", spec.name))?
+        }
+    };
+    let problems = settings.validate();
+    if let Some(p) = problems.first() {
+        anyhow::bail!("purge setting `{}` {}", p.key, p.problem);
+    }
+    let dry_run = args.dry_run || settings.dry_run;
+    let purger = Purger::new(settings, "cli");
+    let request = PurgeRequest {
+        metadata_location: args.metadata_location.clone(),
+        dry_run,
+        ..PurgeRequest::default()
+    };
+    struct Listing;
+    impl executor::Progress for Listing {
+        fn save(&mut self, _: &polaris_bridge_purge::Checkpoint) -> Result<(), String> {
+            Ok(())
+        }
+        fn would_delete(&mut self, kind: executor::FileKind, location: &str, size: u64) {
+            println!("{}\t{size}\t{location}", kind.name());
+        }
+    }
+    let (outcome, checkpoint) = match purger.purge(&request, &mut Listing).await {
+        Ok(PurgeOutcome::Purged(cp)) if dry_run => ("dry_run", cp),
+        Ok(PurgeOutcome::Purged(cp)) => ("purged", cp),
+        Ok(PurgeOutcome::MetadataGone(cp)) => {
+            eprintln!(
+                "error: metadata file {} not found: nothing to purge",
+                args.metadata_location
+            );
+            println!(
+                "{}",
+                serde_json::json!({"outcome": "metadata_not_found", "stats": cp.stats})
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Ok(PurgeOutcome::AlreadyDone(cp)) => ("already_done", cp),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let s = &checkpoint.stats;
+    eprintln!(
+        "{}: {} files, {} bytes, {} requests, {} failures, {} ms",
+        if dry_run { "would delete" } else { "deleted" },
+        s.files_deleted,
+        s.bytes_deleted,
+        s.requests,
+        s.failures,
+        s.duration_ms
+    );
+    println!(
+        "{}",
+        serde_json::json!({"outcome": outcome, "stats": checkpoint.stats})
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn decode(format: &str, file: Option<PathBuf>, key: Option<String>) -> anyhow::Result<ExitCode> {

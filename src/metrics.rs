@@ -69,7 +69,13 @@ pub const PURGE_FILES_DELETED: &str = "polaris_bridge_purge_files_deleted_total"
 /// Emitted by purge connectors only.
 pub const PURGE_BYTES_DELETED: &str = "polaris_bridge_purge_bytes_deleted_total";
 /// Purge tasks running now. Labels: `connector`. Emitted by purge connectors only.
-pub const PURGE_TASKS_IN_PROGRESS: &str = "polaris_bridge_purge_tasks_in_progress";
+pub const PURGE_TASKS_IN_PROGRESS: &str = "polaris_bridge_purge_in_progress";
+/// Object store requests of purges (reads and deletes). Labels: `connector`. Emitted by
+/// purge connectors only.
+pub const PURGE_REQUESTS: &str = "polaris_bridge_purge_requests_total";
+/// Failed delete tries and reads of purges. Labels: `connector`. Emitted by purge connectors
+/// only.
+pub const PURGE_FAILURES: &str = "polaris_bridge_purge_failures_total";
 
 /// Metrics only some connector types emit: `(metric, connector type)`. A dashboard may query
 /// them although a given deployment never exports them.
@@ -77,6 +83,8 @@ pub const CONNECTOR_METRICS: &[(&str, &str)] = &[
     (PURGE_FILES_DELETED, "purge"),
     (PURGE_BYTES_DELETED, "purge"),
     (PURGE_TASKS_IN_PROGRESS, "purge"),
+    (PURGE_REQUESTS, "purge"),
+    (PURGE_FAILURES, "purge"),
 ];
 
 /// Latency buckets, in seconds, shared by the histograms.

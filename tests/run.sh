@@ -13,6 +13,8 @@
 #   KAFKA_BOOTSTRAP  use this broker (host:port) instead of starting one
 #   BROKER_DIR       state dir of the broker started here (default: a fresh mktemp dir,
 #                    removed when the tests pass, kept with its broker.log when they fail)
+#   S3_ENDPOINT      use this S3-compatible endpoint (with S3_REQUEST_LOG, the counting
+#                    proxy's log) instead of starting moto behind tests/s3/proxy.py
 #   TEST_THREADS     libtest --test-threads (default 2)
 #   TEST_CMD         run this shell command instead of cargo test (services still started;
 #                    handy for a single test binary, a debugger or checking this script)
@@ -96,9 +98,31 @@ fi
 export SCHEMATHESIS
 export POLARIS_BRIDGE_REQUIRE_SCHEMATHESIS=1
 
+# The purge tests' S3-compatible server (moto behind a counting proxy, tests/s3/s3.sh) and
+# their Python venv (pyiceberg; tests/python/setup.sh, cached).
+start_s3() {
+	if [[ -n "${S3_ENDPOINT:-}" ]]; then
+		log "using the S3 endpoint $S3_ENDPOINT"
+		export S3_ENDPOINT S3_REQUEST_LOG
+		return 0
+	fi
+	export S3_DIR="${S3_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/polaris-bridge-s3.XXXXXX")}"
+	STOPS+=(stop_s3)
+	local out
+	out="$(tests/s3/s3.sh start)"
+	S3_ENDPOINT="$(sed -n 's/^S3_ENDPOINT=//p' <<<"$out")"
+	S3_REQUEST_LOG="$(sed -n 's/^S3_REQUEST_LOG=//p' <<<"$out")"
+	export S3_ENDPOINT S3_REQUEST_LOG
+	log "S3_ENDPOINT=$S3_ENDPOINT"
+}
+stop_s3() {
+	tests/s3/s3.sh stop
+}
+
 # --- run ----------------------------------------------------------------------
 if [[ -n "${TEST_CMD:-}" ]]; then
 	start_kafka
+	start_s3
 	log "running TEST_CMD: $TEST_CMD"
 	rc=0
 	bash -c "$TEST_CMD" || rc=$?
@@ -108,6 +132,7 @@ else
 	log "building the tests"
 	cargo test --workspace --locked "${cargo_args[@]}" --no-run
 	start_kafka
+	start_s3
 	log "cargo test --workspace --locked ${cargo_args[*]} -- ${harness_args[*]}"
 	rc=0
 	cargo test --workspace --locked "${cargo_args[@]}" -- "${harness_args[@]}" || rc=$?
