@@ -379,26 +379,9 @@ impl Dispatcher {
             )));
         }
         let now = now_ms();
-        let record = self.log.update(key, |r| {
-            if r.state.is_final() {
-                return Err(LogError::Refused(format!(
-                    "task is already {}: only pending, retrying or running tasks can be cancelled",
-                    r.state.name()
-                )));
-            }
-            let attempt = r.attempts;
-            r.push_history(AttemptRecord {
-                attempt,
-                started_ms: now,
-                finished_ms: now,
-                outcome: "cancelled".into(),
-                message: Some(reason.to_string()),
-            });
-            r.state = TaskState::Cancelled {
-                reason: reason.to_string(),
-            };
-            Ok(())
-        })?;
+        let record = self
+            .log
+            .update(key, |r| r.cancel(reason, now).map_err(LogError::Refused))?;
         counter!(m::TASKS_FINISHED, "connector" => self.name.clone(), "state" => "cancelled")
             .increment(1);
         match window.get(&key.seq).map(|e| e.slot) {

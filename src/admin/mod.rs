@@ -497,26 +497,7 @@ pub fn cancel_in_store(
     reason: &str,
 ) -> Result<TaskRecord, AdminError> {
     let now = now_ms();
-    let record = log.update(key, |r| {
-        if r.state.is_final() {
-            return Err(LogError::Refused(format!(
-                "task is already {}: only pending, retrying or running tasks can be cancelled",
-                r.state.name()
-            )));
-        }
-        let attempt = r.attempts;
-        r.push_history(AttemptRecord {
-            attempt,
-            started_ms: now,
-            finished_ms: now,
-            outcome: "cancelled".into(),
-            message: Some(reason.to_string()),
-        });
-        r.state = TaskState::Cancelled {
-            reason: reason.to_string(),
-        };
-        Ok(())
-    })?;
+    let record = log.update(key, |r| r.cancel(reason, now).map_err(LogError::Refused))?;
     log.flush()?;
     Ok(record)
 }

@@ -166,6 +166,29 @@ impl TaskRecord {
         }
     }
 
+    /// Moves an unfinished task to `cancelled`, recording the operator's reason as an attempt
+    /// outcome. Refuses (with the reason) a task that is already final.
+    pub fn cancel(&mut self, reason: &str, now_ms: i64) -> Result<(), String> {
+        if self.state.is_final() {
+            return Err(format!(
+                "task is already {}: only pending, retrying or running tasks can be cancelled",
+                self.state.name()
+            ));
+        }
+        let attempt = self.attempts;
+        self.push_history(AttemptRecord {
+            attempt,
+            started_ms: now_ms,
+            finished_ms: now_ms,
+            outcome: "cancelled".into(),
+            message: Some(reason.to_string()),
+        });
+        self.state = TaskState::Cancelled {
+            reason: reason.to_string(),
+        };
+        Ok(())
+    }
+
     /// Appends an attempt to the history, dropping the oldest beyond the cap.
     pub fn push_history(&mut self, attempt: AttemptRecord) {
         self.history.push(attempt);
