@@ -2,14 +2,22 @@
 //!
 //! Each connector instance has its own dispatcher task, so a slow or failing connector delays
 //! only its own tasks (DESIGN.md guarantee 5). A dispatcher holds a bounded window of the
-//! connector's unfinished tasks, read from the log in creation order. It starts a task by
-//! moving its record to `running` with a lease (compare-and-swap), runs at most
-//! `concurrency` deliveries at once, and on the result moves the record to `succeeded`,
-//! `retrying` (with exponential backoff and jitter from the `backoff` crate, or the target's
-//! retry-after) or `dead` (attempts exhausted, permanent or configuration error). With
+//! connector's unfinished tasks, read from the log in creation order, runs at most
+//! `concurrency` deliveries at once, and on the result moves the record to `retrying` (with
+//! exponential backoff and jitter from the `backoff` crate, or the target's retry-after),
+//! `dead` (attempts exhausted, permanent or configuration error) or `succeeded`. With
 //! `ordered` set, tasks with the same ordering key (the resource identity) run one at a time
 //! in event order (guarantee 8). Running tasks whose owner is a previous process (the store's
 //! lock proves it is gone) or whose lease expired are taken over (guarantee 4).
+//!
+//! Writes are kept off the common path (see [`crate::log::store`]): a task's first attempt
+//! starts without a write (its lease lives in this dispatcher; a crash simply leaves the task
+//! pending), and a first-attempt success writes nothing either: the connector's head, the
+//! sequence below which every task is finished, moves past it and is persisted every
+//! [`REPORT_INTERVAL`]. A success above a head held back by a retrying task is written as its
+//! own status after [`UNPERSISTED_SUCCESS_AGE`], and at shutdown. Deliveries that outlive a
+//! third of their lease, checkpoints, failures and cancellations write a status, with
+//! compare-and-swap.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -154,8 +162,12 @@ impl ConnectorControl {
     }
 }
 
-/// How often the per-state gauges are refreshed.
+/// How often the per-state gauges are refreshed and the head is persisted.
 const REPORT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long a success may stay unrecorded above a head that does not move (a crash in that
+/// time redelivers it, which at-least-once allows).
+const UNPERSISTED_SUCCESS_AGE: Duration = Duration::from_secs(1);
 
 /// How far the head may advance before it is written to the store again.
 const HEAD_PERSIST_STEP: u64 = 1024;
@@ -196,6 +208,11 @@ struct Entry {
     key: RecordKey,
     ordering_key: String,
     slot: Slot,
+    /// The record as loaded, kept until its first start (its body never changes; its status
+    /// is checked again before use).
+    loaded: Option<TaskRecord>,
+    /// When the current attempt started (ms), while in flight.
+    started_ms: i64,
 }
 
 /// The result of one delivery, sent back to the dispatcher loop.
@@ -220,7 +237,7 @@ impl TaskContext for LogTaskContext {
         let lease_until_ms = now_ms() + self.lease.as_millis() as i64;
         self.log
             .update(self.key, |r| {
-                ensure_owned(r, &self.owner)?;
+                hold(r, &self.owner)?;
                 r.checkpoint = Some(state.to_vec());
                 r.state = TaskState::Running {
                     owner: self.owner.clone(),
@@ -233,9 +250,16 @@ impl TaskContext for LogTaskContext {
     }
 }
 
-fn ensure_owned(record: &TaskRecord, owner: &str) -> Result<(), LogError> {
+/// Checks that `owner` holds the task whose record is about to change: running under its
+/// lease, or pending in the log while its first attempt runs unrecorded (that attempt is
+/// counted now).
+fn hold(record: &mut TaskRecord, owner: &str) -> Result<(), LogError> {
     match &record.state {
         TaskState::Running { owner: holder, .. } if holder == owner => Ok(()),
+        TaskState::Pending => {
+            record.attempts += 1;
+            Ok(())
+        }
         other => Err(LogError::Refused(format!(
             "task is {} and no longer held by this process",
             other.name()
@@ -296,6 +320,7 @@ impl Dispatcher {
         let mut window: BTreeMap<u64, Entry> = BTreeMap::new();
         let mut next_from = self.log.head(self.number)?;
         let mut head = next_from;
+        let mut unpersisted: BTreeMap<u64, Instant> = BTreeMap::new();
         let mut in_flight = 0usize;
         let gauges = StateGauges::new(&self.name);
         let mut last_report = Instant::now()
@@ -307,7 +332,7 @@ impl Dispatcher {
             if *shutdown.borrow() {
                 break;
             }
-            self.apply_cancels(&mut window);
+            self.apply_cancels(&mut window, &unpersisted);
             if window.len() < self.policy.window {
                 let room = self.policy.window - window.len();
                 let batch = self.log.unfinished_from(self.number, next_from, room)?;
@@ -315,7 +340,7 @@ impl Dispatcher {
                     next_from = last + 1;
                 }
                 for (key, record) in batch.records {
-                    window.insert(key.seq, self.entry(key, &record));
+                    window.insert(key.seq, self.entry(key, record));
                 }
             }
             let paused = self.control.is_paused();
@@ -324,9 +349,10 @@ impl Dispatcher {
             } else {
                 self.start_ready(&mut window, &mut in_flight, &done_tx)?
             };
-            self.advance_head(&window, next_from, &mut head)?;
             let unreported = last_report.elapsed() < REPORT_INTERVAL;
+            self.advance_head(&window, next_from, &mut head, !unreported)?;
             if !unreported {
+                self.persist_successes(head, &mut unpersisted, UNPERSISTED_SUCCESS_AGE)?;
                 self.report(&window, &gauges, paused);
                 last_report = Instant::now();
             }
@@ -337,10 +363,10 @@ impl Dispatcher {
             tokio::select! {
                 Some(done) = done_rx.recv() => {
                     in_flight -= 1;
-                    self.complete(&mut window, done)?;
+                    self.complete(&mut window, done, &mut unpersisted)?;
                     while let Ok(done) = done_rx.try_recv() {
                         in_flight -= 1;
-                        self.complete(&mut window, done)?;
+                        self.complete(&mut window, done, &mut unpersisted)?;
                     }
                 }
                 () = self.notify.notified() => {}
@@ -352,13 +378,27 @@ impl Dispatcher {
                 _ = shutdown.changed() => {}
             }
         }
-        self.drain(window, in_flight, done_rx).await
+        self.drain(window, in_flight, done_rx, next_from, head, unpersisted)
+            .await
     }
 
     /// Carries out the operators' cancellations.
-    fn apply_cancels(&self, window: &mut BTreeMap<u64, Entry>) {
+    fn apply_cancels(
+        &self,
+        window: &mut BTreeMap<u64, Entry>,
+        unpersisted: &BTreeMap<u64, Instant>,
+    ) {
         for request in self.control.take_cancels() {
-            let result = self.cancel(window, request.key, &request.reason);
+            let result = if request.key.connector == self.number
+                && unpersisted.contains_key(&request.key.seq)
+            {
+                Err(LogError::Refused(
+                    "task is already succeeded: only pending, retrying or running tasks can be cancelled"
+                        .into(),
+                ))
+            } else {
+                self.cancel(window, request.key, &request.reason)
+            };
             let _ = request.reply.send(result);
         }
     }
@@ -397,7 +437,7 @@ impl Dispatcher {
     }
 
     /// Builds the window entry of a loaded record.
-    fn entry(&self, key: RecordKey, record: &TaskRecord) -> Entry {
+    fn entry(&self, key: RecordKey, record: TaskRecord) -> Entry {
         let slot = match &record.state {
             TaskState::Retrying { not_before_ms, .. } => Slot::Waiting(*not_before_ms),
             TaskState::Running {
@@ -417,6 +457,8 @@ impl Dispatcher {
                 String::new()
             },
             slot,
+            loaded: Some(record),
+            started_ms: 0,
         }
     }
 
@@ -467,6 +509,14 @@ impl Dispatcher {
     ) -> Result<Start, LogError> {
         let now = now_ms();
         let lease_until_ms = now + self.policy.lease.as_millis() as i64;
+        // A task without a stored status is pending in the log: its first attempt starts
+        // without a write (the lease lives here until it outlives a third of it).
+        if let Some(mut record) = entry.loaded.take() {
+            if !self.log.has_status(entry.key)? {
+                record.attempts += 1;
+                return Ok(self.spawn_delivery(entry, record, now, done_tx));
+            }
+        }
         let claimed = self.log.update(entry.key, |r| {
             // The store's lock proves that any other owner is a process that is gone.
             if !r.claimable(&self.owner, now, true) {
@@ -495,7 +545,7 @@ impl Dispatcher {
                 let current = self.log.get(entry.key)?;
                 return match current {
                     Some(r) if !r.state.is_final() => {
-                        *entry = self.entry(entry.key, &r);
+                        *entry = self.entry(entry.key, r);
                         let lease_ms = self.policy.lease.as_millis() as i64;
                         Ok(Start::Waiting(match entry.slot {
                             Slot::Waiting(at) if at > now => at,
@@ -510,6 +560,18 @@ impl Dispatcher {
             }
             Err(e) => return Err(e),
         };
+        Ok(self.spawn_delivery(entry, record, now, done_tx))
+    }
+
+    /// Spawns the delivery of a claimed task (`record.attempts` counts this attempt).
+    fn spawn_delivery(
+        &self,
+        entry: &mut Entry,
+        record: TaskRecord,
+        now: i64,
+        done_tx: &mpsc::Sender<Completion>,
+    ) -> Start {
+        entry.started_ms = now;
         let event: PolarisEvent = match serde_json::from_slice(&record.event_json) {
             Ok(event) => event,
             Err(e) => {
@@ -524,7 +586,7 @@ impl Dispatcher {
                     event_ms: None,
                     result: outcome,
                 });
-                return Ok(Start::Started);
+                return Start::Started;
             }
         };
         entry.slot = Slot::InFlight;
@@ -533,13 +595,13 @@ impl Dispatcher {
             task_id,
             connector: self.name.clone(),
             attempt: record.attempts,
-            realm: record.realm.clone(),
+            realm: record.realm,
             source: SourcePosition {
-                topic: record.source.topic.clone(),
+                topic: record.source.topic,
                 partition: record.source.partition,
                 offset: record.source.offset,
             },
-            checkpoint: record.checkpoint.clone(),
+            checkpoint: record.checkpoint,
             event,
         };
         let context = LogTaskContext {
@@ -580,7 +642,7 @@ impl Dispatcher {
                 })
                 .await;
         });
-        Ok(Start::Started)
+        Start::Started
     }
 
     /// Records the result of one delivery.
@@ -588,6 +650,7 @@ impl Dispatcher {
         &self,
         window: &mut BTreeMap<u64, Entry>,
         done: Completion,
+        unpersisted: &mut BTreeMap<u64, Instant>,
     ) -> Result<(), LogError> {
         let Some(entry) = window.get_mut(&done.seq) else {
             return Ok(());
@@ -603,9 +666,25 @@ impl Dispatcher {
         counter!(m::DELIVERIES, "connector" => connector.clone(), "outcome" => outcome_label)
             .increment(1);
         let now = now_ms();
+        if matches!(done.result, Ok(DeliveryOutcome::Delivered))
+            && !self.log.has_status(entry.key)?
+        {
+            // A first-attempt success: nothing to write, the head will pass it.
+            if let Some(event_ms) = done.event_ms {
+                histogram!(m::END_TO_END_LATENCY, "connector" => connector.clone())
+                    .record(((now - event_ms).max(0) as f64) / 1000.0);
+            }
+            counter!(m::TASKS_FINISHED, "connector" => connector, "state" => "succeeded")
+                .increment(1);
+            window.remove(&done.seq);
+            unpersisted.insert(done.seq, Instant::now());
+            self.unfinished.fetch_sub(1, Ordering::Relaxed);
+            self.backlog.finish_one();
+            return Ok(());
+        }
         let retry = &self.policy.retry;
         let result = self.log.update(entry.key, |r| {
-            ensure_owned(r, &self.owner)?;
+            hold(r, &self.owner)?;
             let (state, message) = match &done.result {
                 Ok(DeliveryOutcome::Delivered) => (TaskState::Succeeded { note: None }, None),
                 Ok(DeliveryOutcome::AlreadyDone(note)) => (
@@ -710,7 +789,7 @@ impl Dispatcher {
                 // Cancelled or taken over meanwhile: the record's state stands.
                 tracing::info!(connector = %self.name, seq = done.seq, %reason, "delivery result not recorded");
                 match self.log.get(entry.key)? {
-                    Some(r) if !r.state.is_final() => *entry = self.entry(entry.key, &r),
+                    Some(r) if !r.state.is_final() => *entry = self.entry(entry.key, r),
                     _ => {
                         window.remove(&done.seq);
                         self.finished_elsewhere();
@@ -752,29 +831,82 @@ impl Dispatcher {
         self.backlog.finish_one();
     }
 
-    /// Persists the lowest unfinished sequence, so a restart does not rescan finished tasks.
+    /// Persists the lowest unfinished sequence: every task below it is finished, and those
+    /// without a stored status succeeded. Written every [`HEAD_PERSIST_STEP`] sequences and
+    /// on each report (`due`): a stale head only means a restart redelivers the successes
+    /// since.
     fn advance_head(
         &self,
         window: &BTreeMap<u64, Entry>,
         next_from: u64,
         head: &mut u64,
+        due: bool,
     ) -> Result<(), LogError> {
         let lowest = window.keys().next().copied().unwrap_or(next_from);
-        // Persisted now and then, not per task: a stale head only means a restart skips a few
-        // more finished records.
-        if lowest > *head && (lowest - *head >= HEAD_PERSIST_STEP || window.is_empty()) {
+        if lowest > *head && (lowest - *head >= HEAD_PERSIST_STEP || due) {
             self.log.set_head(self.number, lowest)?;
             *head = lowest;
         }
         Ok(())
     }
 
+    /// Writes a status for each success above the head older than `age` (the head is held
+    /// back by a task still retrying), and forgets those the head has passed.
+    fn persist_successes(
+        &self,
+        head: u64,
+        unpersisted: &mut BTreeMap<u64, Instant>,
+        age: Duration,
+    ) -> Result<(), LogError> {
+        *unpersisted = unpersisted.split_off(&head);
+        let old: Vec<(u64, Instant)> = unpersisted
+            .iter()
+            .filter(|(_, finished)| finished.elapsed() >= age)
+            .map(|(seq, at)| (*seq, *at))
+            .collect();
+        for (seq, _) in old {
+            unpersisted.remove(&seq);
+            let key = RecordKey {
+                connector: self.number,
+                seq,
+            };
+            let now = now_ms();
+            let written = self.log.update(key, |r| {
+                if r.state != TaskState::Pending {
+                    // Cancelled meanwhile, or already written: the stored state stands.
+                    return Err(LogError::Refused(format!("task is {}", r.state.name())));
+                }
+                r.attempts = 1;
+                r.push_history(AttemptRecord {
+                    attempt: 1,
+                    started_ms: now,
+                    finished_ms: now,
+                    outcome: "success".into(),
+                    message: Some("recorded after the fact (ahead of the head)".into()),
+                });
+                r.state = TaskState::Succeeded { note: None };
+                Ok(())
+            });
+            match written {
+                Ok(_) | Err(LogError::Refused(_)) | Err(LogError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Extends the leases of in-flight tasks.
+    /// A first attempt that has run for a third of its lease is recorded as running now.
     fn renew_leases(&self, window: &BTreeMap<u64, Entry>) {
-        let lease_until_ms = now_ms() + self.policy.lease.as_millis() as i64;
+        let now = now_ms();
+        let lease_ms = self.policy.lease.as_millis() as i64;
+        let lease_until_ms = now + lease_ms;
         for entry in window.values().filter(|e| e.slot == Slot::InFlight) {
+            if now - entry.started_ms < lease_ms / 3 {
+                continue;
+            }
             let renewed = self.log.update(entry.key, |r| {
-                ensure_owned(r, &self.owner)?;
+                hold(r, &self.owner)?;
                 r.state = TaskState::Running {
                     owner: self.owner.clone(),
                     lease_until_ms,
@@ -811,6 +943,9 @@ impl Dispatcher {
         mut window: BTreeMap<u64, Entry>,
         mut in_flight: usize,
         mut done_rx: mpsc::Receiver<Completion>,
+        next_from: u64,
+        mut head: u64,
+        mut unpersisted: BTreeMap<u64, Instant>,
     ) -> Result<(), LogError> {
         for request in self.control.take_cancels() {
             let _ = request.reply.send(Err(LogError::Refused(
@@ -822,16 +957,22 @@ impl Dispatcher {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
                 Ok(Some(done)) => {
                     in_flight -= 1;
-                    self.complete(&mut window, done)?;
+                    self.complete(&mut window, done, &mut unpersisted)?;
                 }
                 Ok(None) | Err(_) => break,
             }
         }
+        self.advance_head(&window, next_from, &mut head, true)?;
+        self.persist_successes(head, &mut unpersisted, Duration::ZERO)?;
         let now = now_ms();
         let mut released = 0;
         for entry in window.values().filter(|e| e.slot == Slot::InFlight) {
+            if !self.log.has_status(entry.key)? {
+                // Pending in the log already: nothing to release.
+                continue;
+            }
             let result = self.log.update(entry.key, |r| {
-                ensure_owned(r, &self.owner)?;
+                hold(r, &self.owner)?;
                 r.attempts = r.attempts.saturating_sub(1);
                 r.state = TaskState::Retrying {
                     not_before_ms: now,
@@ -1014,9 +1155,18 @@ mod tests {
                 .collect()
         }
 
+        fn id(&self, event_id: &str) -> TaskId {
+            let mut event = PolarisEvent::new(polaris_bridge_api::event::EventType::from_name(
+                "AFTER_UPDATE_TABLE",
+            ));
+            event.event_id = Some(event_id.to_string());
+            TaskId::for_event("c", "R", &event)
+        }
+
         async fn settle(&self) {
             for _ in 0..300 {
-                if self.backlog.get() == 0 {
+                // Drained, and the log shows it (the head is persisted every report).
+                if self.backlog.get() == 0 && self.log.count_unfinished(self.number).unwrap() == 0 {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -1188,6 +1338,77 @@ mod tests {
         assert!(matches!(states["gone"].state, TaskState::Succeeded { .. }));
         assert!(matches!(states["after"].state, TaskState::Succeeded { .. }));
         assert_eq!(states["gone"].attempts, 1);
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn first_attempt_successes_write_nothing_and_survive_a_restart() {
+        let h = harness();
+        let connector = Arc::new(Scripted::default());
+        // "stuck" defers for a minute: the head cannot pass it.
+        connector.script.lock().unwrap().insert(
+            "stuck".into(),
+            vec![DeliveryError::Deferred {
+                reason: "later".into(),
+                retry_after: Duration::from_secs(60),
+            }],
+        );
+        let (stop, task) = h.spawn(connector.clone(), 4, false);
+        h.add("first", "");
+        h.settle().await;
+        let key = h.log.find(&h.id("first")).unwrap().unwrap().0;
+        assert!(!h.log.has_status(key).unwrap(), "no write for the success");
+        assert_eq!(
+            h.log.get(key).unwrap().unwrap().state,
+            TaskState::Succeeded { note: None },
+            "the head passed it"
+        );
+
+        h.add("stuck", "");
+        for i in 0..5 {
+            h.add(&format!("after{i}"), "");
+        }
+        for _ in 0..300 {
+            if h.backlog.get() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(h.backlog.get(), 1, "only the deferred task is left");
+        // Held above the head, the successes get their own status within about a second.
+        let after0 = h.log.find(&h.id("after0")).unwrap().unwrap().0;
+        for _ in 0..300 {
+            if h.log.has_status(after0).unwrap() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let states = h.states();
+        for i in 0..5 {
+            let r = &states[&format!("after{i}")];
+            assert_eq!(r.state, TaskState::Succeeded { note: None }, "after{i}");
+            assert_eq!(r.attempts, 1);
+        }
+        assert!(matches!(states["stuck"].state, TaskState::Retrying { .. }));
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+
+        // A new dispatcher delivers only the deferred task (once it is due), none of the
+        // successes again.
+        let again = Arc::new(Scripted::default());
+        h.log
+            .update(h.log.find(&h.id("stuck")).unwrap().unwrap().0, |r| {
+                r.state = TaskState::Retrying {
+                    not_before_ms: 0,
+                    last_error: "due now".into(),
+                };
+                Ok(())
+            })
+            .unwrap();
+        let (stop, task) = h.spawn(again.clone(), 4, false);
+        h.settle().await;
+        assert_eq!(*again.attempts.lock().unwrap(), vec!["stuck".to_string()]);
         stop.send(true).unwrap();
         task.await.unwrap().unwrap();
     }

@@ -36,6 +36,9 @@ pub const DELIVERY_DURATION: &str = "polaris_bridge_delivery_duration_seconds";
 pub const END_TO_END_LATENCY: &str = "polaris_bridge_event_to_delivery_seconds";
 /// Time of one task log flush.
 pub const LOG_FLUSH_DURATION: &str = "polaris_bridge_log_flush_duration_seconds";
+/// Time from a message's Kafka timestamp to the flush that made its tasks durable (offsets
+/// may advance from then on).
+pub const DURABLE_LATENCY: &str = "polaris_bridge_message_to_durable_seconds";
 /// Messages per flushed batch.
 pub const SOURCE_BATCH_SIZE: &str = "polaris_bridge_source_batch_messages";
 /// Unfinished tasks across connectors: what backpressure compares with `source.max_backlog`.
@@ -145,6 +148,11 @@ fn describe() {
         LOG_FLUSH_DURATION,
         Unit::Seconds,
         "Duration of one task log flush"
+    );
+    describe_histogram!(
+        DURABLE_LATENCY,
+        Unit::Seconds,
+        "Kafka message timestamp to the task log flush that made it durable"
     );
     describe_histogram!(SOURCE_BATCH_SIZE, "Messages per flushed batch");
     describe_gauge!(BACKLOG, "Unfinished tasks across connectors");

@@ -102,11 +102,32 @@ pub struct Target {
     pub unfinished: Arc<AtomicU64>,
 }
 
-/// Per-topic decoding settings.
-#[derive(Debug, Clone)]
+/// Per-topic decoding settings, with the topic's per-event counters (registered once, so
+/// the hot path neither allocates labels nor looks the series up).
+#[derive(Clone)]
 struct TopicSettings {
     format: WireFormat,
     default_realm: String,
+    consumed: metrics::Counter,
+    unrouted: metrics::Counter,
+}
+
+impl TopicSettings {
+    fn new(topic: &str, format: WireFormat, default_realm: String) -> Self {
+        TopicSettings {
+            format,
+            default_realm,
+            consumed: counter!(m::EVENTS_CONSUMED, "topic" => topic.to_string()),
+            unrouted: counter!(m::EVENTS_UNROUTED, "topic" => topic.to_string()),
+        }
+    }
+}
+
+/// A target's per-task counters, registered once.
+struct TargetCounters {
+    created: metrics::Counter,
+    deduplicated: metrics::Counter,
+    skipped: metrics::Counter,
 }
 
 /// State shared between the polling loop and librdkafka's rebalance callbacks.
@@ -313,6 +334,8 @@ impl Source {
     pub fn run(self, stop: &AtomicBool) -> Result<(), SourceError> {
         let mut routed = Vec::new();
         let mut touched = vec![false; self.pipeline.targets.len()];
+        let mut timestamps = Vec::with_capacity(self.settings.batch_size);
+        let durable_latency = histogram!(m::DURABLE_LATENCY);
         while !stop.load(Ordering::Relaxed) {
             let batch_started = Instant::now();
             let mut in_batch = 0usize;
@@ -338,6 +361,9 @@ impl Source {
                     }
                     Some(Ok(message)) => {
                         self.process(&message, &mut routed, &mut touched)?;
+                        if let Some(ms) = message.timestamp().to_millis() {
+                            timestamps.push(ms);
+                        }
                         in_batch += 1;
                     }
                 }
@@ -349,6 +375,10 @@ impl Source {
                 self.consumer
                     .context()
                     .flush_and_store(&self.consumer, |_, _| true)?;
+                let durable_ms = now_ms();
+                for ms in timestamps.drain(..) {
+                    durable_latency.record(((durable_ms - ms).max(0) as f64) / 1000.0);
+                }
                 histogram!(m::SOURCE_BATCH_SIZE).record(in_batch as f64);
                 for (target, hit) in self.pipeline.targets.iter().zip(touched.iter_mut()) {
                     if std::mem::take(hit) {
@@ -378,7 +408,7 @@ impl Source {
         let partition = message.partition();
         let offset = message.offset();
         let context = self.consumer.context();
-        counter!(m::EVENTS_CONSUMED, "topic" => topic.to_string()).increment(1);
+        self.pipeline.count_consumed(topic);
         let input = Input {
             topic,
             partition,
@@ -491,6 +521,8 @@ pub struct IngestedTask {
 /// consumer and the admin API's replay of rejected messages.
 pub struct Pipeline {
     log: Arc<TaskLog>,
+    /// Per-target counters, in `targets` order.
+    counters: Vec<TargetCounters>,
     /// Fills in the table uuid and locations of table events that lack them.
     table_index: TableIndex,
     topics: HashMap<String, TopicSettings>,
@@ -514,14 +546,20 @@ impl Pipeline {
             .map(|t| {
                 (
                     t.name.clone(),
-                    TopicSettings {
-                        format: t.format.0,
-                        default_realm: t.default_realm.clone(),
-                    },
+                    TopicSettings::new(&t.name, t.format.0, t.default_realm.clone()),
                 )
             })
             .collect();
+        let counters = targets
+            .iter()
+            .map(|t| TargetCounters {
+                created: counter!(m::TASKS_CREATED, "connector" => t.name.clone()),
+                deduplicated: counter!(m::TASKS_DEDUPLICATED, "connector" => t.name.clone()),
+                skipped: counter!(m::TASKS_SKIPPED, "connector" => t.name.clone()),
+            })
+            .collect();
         Ok(Pipeline {
+            counters,
             table_index: log.table_index()?,
             log,
             topics,
@@ -529,6 +567,14 @@ impl Pipeline {
             targets,
             backlog,
         })
+    }
+
+    /// Counts a message read from Kafka (replays through the admin API are not counted).
+    pub fn count_consumed(&self, topic: &str) {
+        match self.topics.get(topic) {
+            Some(settings) => settings.consumed.increment(1),
+            None => counter!(m::EVENTS_CONSUMED, "topic" => topic.to_string()).increment(1),
+        }
     }
 
     /// The task log.
@@ -563,10 +609,14 @@ impl Pipeline {
             key,
             value,
         } = *message;
-        let settings = self.topics.get(topic).cloned().unwrap_or(TopicSettings {
-            format: WireFormat::Auto,
-            default_realm: "POLARIS".into(),
-        });
+        let fallback;
+        let settings = match self.topics.get(topic) {
+            Some(settings) => settings,
+            None => {
+                fallback = TopicSettings::new(topic, WireFormat::Auto, "POLARIS".into());
+                &fallback
+            }
+        };
         match codec::decode(settings.format, key, value) {
             Err(error) => {
                 let kind = error.kind().to_string();
@@ -619,7 +669,7 @@ impl Pipeline {
                 .entered();
                 self.router.route(&event, routed);
                 if routed.is_empty() {
-                    counter!(m::EVENTS_UNROUTED, "topic" => topic.to_string()).increment(1);
+                    settings.unrouted.increment(1);
                     return Ok(Ingested::Unrouted);
                 }
                 let (mut created, mut duplicates, mut skipped) = (0, 0, 0);
@@ -631,10 +681,10 @@ impl Pipeline {
                 let now = now_ms();
                 for &index in routed.iter() {
                     let target = &self.targets[index];
+                    let counters = &self.counters[index];
                     let task_id = match target.connector.plan(&event) {
                         TaskPlan::Skip => {
-                            counter!(m::TASKS_SKIPPED, "connector" => target.name.clone())
-                                .increment(1);
+                            counters.skipped.increment(1);
                             skipped += 1;
                             continue;
                         }
@@ -665,11 +715,10 @@ impl Pipeline {
                         self.backlog.add(1);
                         target.unfinished.fetch_add(1, Ordering::Relaxed);
                         touched[index] = true;
-                        counter!(m::TASKS_CREATED, "connector" => target.name.clone()).increment(1);
+                        counters.created.increment(1);
                         created += 1;
                     } else {
-                        counter!(m::TASKS_DEDUPLICATED, "connector" => target.name.clone())
-                            .increment(1);
+                        counters.deduplicated.increment(1);
                         duplicates += 1;
                     }
                     if let Some(report) = report.as_deref_mut() {

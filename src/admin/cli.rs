@@ -783,8 +783,8 @@ pub fn store_check(
                 .join(", ")
         );
         println!(
-            "  dedup index: {}  compaction index: {}  rejected: {} (replayed {})",
-            report.ids, report.done, report.rejected, report.replayed
+            "  dedup index: {}  stored statuses: {}  rejected: {} (replayed {})",
+            report.ids, report.statuses, report.rejected, report.replayed
         );
         println!(
             "  connectors: {}",

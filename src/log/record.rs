@@ -198,15 +198,111 @@ impl TaskRecord {
         }
     }
 
-    /// Encodes the record for the store.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_stdvec(self)
+    /// Encodes the immutable part of the record (its body), written once when the task is
+    /// created. The connector is not in it: the record's key names it.
+    pub fn body_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_stdvec(&BodyOut {
+            task_id: &self.task_id,
+            created_ms: self.created_ms,
+            ordering_key: &self.ordering_key,
+            realm: &self.realm,
+            source: &self.source,
+            event_json: &self.event_json,
+        })
     }
 
-    /// Decodes a stored record.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(bytes)
+    /// Encodes the mutable part of the record (its status).
+    pub fn status_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_stdvec(&StatusOut {
+            state: &self.state,
+            attempts: self.attempts,
+            updated_ms: self.updated_ms,
+            history: &self.history,
+            checkpoint: self.checkpoint.as_deref(),
+        })
     }
+
+    /// Rebuilds a record from its stored body and, when one was written, its status. Without
+    /// a status the record is in `implied` state: pending, or succeeded on its first attempt
+    /// when the dispatcher's head has passed it (see [`super::store`]).
+    pub fn from_parts(
+        connector: String,
+        body: &[u8],
+        status: Option<&[u8]>,
+        implied: TaskState,
+    ) -> Result<Self, postcard::Error> {
+        let body: BodyIn = postcard::from_bytes(body)?;
+        let status = match status {
+            Some(bytes) => postcard::from_bytes(bytes)?,
+            None => StatusIn {
+                attempts: u32::from(matches!(implied, TaskState::Succeeded { .. })),
+                state: implied,
+                updated_ms: body.created_ms,
+                history: Vec::new(),
+                checkpoint: None,
+            },
+        };
+        Ok(TaskRecord {
+            task_id: body.task_id,
+            connector,
+            state: status.state,
+            attempts: status.attempts,
+            created_ms: body.created_ms,
+            updated_ms: status.updated_ms,
+            ordering_key: body.ordering_key,
+            realm: body.realm,
+            source: body.source,
+            event_json: body.event_json,
+            history: status.history,
+            checkpoint: status.checkpoint,
+        })
+    }
+}
+
+/// The body of a task as written (borrowed from the record, so nothing is copied).
+#[derive(Serialize)]
+struct BodyOut<'a> {
+    task_id: &'a [u8; 16],
+    created_ms: i64,
+    ordering_key: &'a str,
+    realm: &'a str,
+    source: &'a SourceRecord,
+    #[serde(with = "serde_bytes")]
+    event_json: &'a [u8],
+}
+
+/// The body of a task as read; same field order as [`BodyOut`].
+#[derive(Deserialize)]
+struct BodyIn {
+    task_id: [u8; 16],
+    created_ms: i64,
+    ordering_key: String,
+    realm: String,
+    source: SourceRecord,
+    #[serde(with = "serde_bytes")]
+    event_json: Vec<u8>,
+}
+
+/// The status of a task as written.
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    state: &'a TaskState,
+    attempts: u32,
+    updated_ms: i64,
+    history: &'a [AttemptRecord],
+    #[serde(with = "serde_bytes")]
+    checkpoint: Option<&'a [u8]>,
+}
+
+/// The status of a task as read; same field order as [`StatusOut`].
+#[derive(Deserialize)]
+struct StatusIn {
+    state: TaskState,
+    attempts: u32,
+    updated_ms: i64,
+    history: Vec<AttemptRecord>,
+    #[serde(with = "serde_bytes")]
+    checkpoint: Option<Vec<u8>>,
 }
 
 /// A message that could not become tasks (guarantee 7): kept, visible, never silently lost.
@@ -364,7 +460,31 @@ mod tests {
         }
         assert_eq!(r.history.len(), HISTORY_CAP);
         assert_eq!(r.history[0].attempt, 5);
-        let back = TaskRecord::from_bytes(&r.to_bytes().unwrap()).unwrap();
+        r.checkpoint = Some(vec![1, 2, 3]);
+        let back = TaskRecord::from_parts(
+            "c".into(),
+            &r.body_bytes().unwrap(),
+            Some(&r.status_bytes().unwrap()),
+            TaskState::Pending,
+        )
+        .unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_record_without_status_takes_the_implied_state() {
+        let r = record(TaskState::Pending);
+        let body = r.body_bytes().unwrap();
+        let pending = TaskRecord::from_parts("c".into(), &body, None, TaskState::Pending).unwrap();
+        assert_eq!(pending, r);
+        let done =
+            TaskRecord::from_parts("c".into(), &body, None, TaskState::Succeeded { note: None })
+                .unwrap();
+        assert_eq!(done.state, TaskState::Succeeded { note: None });
+        assert_eq!(
+            done.attempts, 1,
+            "implied success is a first-attempt success"
+        );
+        assert_eq!(done.event_json, r.event_json);
     }
 }

@@ -1,17 +1,26 @@
 //! The sled store behind the task log.
 //!
 //! Trees:
-//! - `tasks`: `connector number (u16 BE) ++ sequence (u64 BE)` -> [`TaskRecord`]. Sequences come
-//!   from sled's monotonic id generator, so each connector's tasks are in creation order and
-//!   new records append at the end of its range.
+//! - `tasks`: `connector number (u16 BE) ++ sequence (u64 BE)` -> the task's body (id, event,
+//!   source position, ordering key), written once when the task is created and never changed.
+//!   Sequences come from sled's monotonic id generator, allocated and written under one lock,
+//!   so each connector's tasks are in creation order, new records append at the end of its
+//!   range, and a reader never sees a sequence appear behind one it has already passed.
+//! - `states`: record key -> the task's status (state, attempts, history, checkpoint), written
+//!   only when the task's state differs from what the log implies. A task without a status is
+//!   pending when its sequence is at or above its connector's head, and succeeded (on its
+//!   first attempt) below it. A delivery that succeeds on its first attempt therefore costs no
+//!   write of its own: the dispatcher advances the head past it. Failures, retries, long
+//!   deliveries (lease renewals, checkpoints), dead letters and cancellations write a status.
 //! - `ids`: task id (16 bytes) -> record key (10 bytes): the dedup index.
-//! - `done`: `finished ms (u64 BE) ++ record key` -> empty: finished tasks in time order, for
-//!   retention compaction.
 //! - `rejected`: `topic ++ 0x00 ++ partition (u32 BE) ++ offset (u64 BE)` -> [`RejectedRecord`].
 //! - `replayed`: rejected key -> [`ReplayRecord`]: rejected messages an operator replayed.
 //! - `table_index`: what is known of each table, see [`super::table_index`].
-//! - `meta`: format version, connector numbers, each connector's head (lowest unfinished
-//!   sequence).
+//! - `meta`: format version, connector numbers, each connector's head (every task below it
+//!   is finished).
+//!
+//! Retention compaction walks each connector's range below its head in sequence order and
+//! drops tasks that finished (or, without a status, were created) before the cutoff.
 //!
 //! An operator's retry of a dead task moves its record to a new sequence (the dispatcher only
 //! reads forward from its cursor), in one sled transaction over `tasks` and `ids`.
@@ -22,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use polaris_bridge_api::TaskId;
 
@@ -30,8 +39,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use super::record::{RejectedRecord, ReplayRecord, TaskRecord, TaskState};
 
-/// The store format this build reads and writes.
-const FORMAT_VERSION: u32 = 1;
+/// The store format this build reads and writes (2: bodies and sparse statuses).
+const FORMAT_VERSION: u32 = 2;
 const META_FORMAT: &[u8] = b"format_version";
 const META_CONNECTOR: &str = "connector/";
 const META_HEAD: &str = "head/";
@@ -114,8 +123,8 @@ pub struct CheckReport {
     pub states: std::collections::BTreeMap<String, u64>,
     /// Dedup index entries.
     pub ids: u64,
-    /// Compaction index entries.
-    pub done: u64,
+    /// Stored statuses (tasks whose state is not implied by the head).
+    pub statuses: u64,
     /// Rejected messages.
     pub rejected: u64,
     /// Rejected messages replayed.
@@ -212,13 +221,16 @@ pub enum LogError {
 pub struct TaskLog {
     db: sled::Db,
     tasks: sled::Tree,
+    states: sled::Tree,
     ids: sled::Tree,
-    done: sled::Tree,
     rejected: sled::Tree,
     replayed: sled::Tree,
     meta: sled::Tree,
     /// Connector numbers by name, mirrored from `meta`.
     connectors: Mutex<HashMap<String, u16>>,
+    /// Held while a sequence is allocated and its record written, so records become visible
+    /// in sequence order (the dispatcher reads forward and never looks back).
+    append: Mutex<()>,
 }
 
 impl TaskLog {
@@ -289,14 +301,69 @@ impl TaskLog {
         }
         Ok(TaskLog {
             tasks: db.open_tree("tasks")?,
+            states: db.open_tree("states")?,
             ids: db.open_tree("ids")?,
-            done: db.open_tree("done")?,
             rejected: db.open_tree("rejected")?,
             replayed: db.open_tree("replayed")?,
             meta,
             db,
             connectors: Mutex::new(connectors),
+            append: Mutex::new(()),
         })
+    }
+
+    fn append_lock(&self) -> Result<MutexGuard<'_, ()>, LogError> {
+        self.append
+            .lock()
+            .map_err(|_| LogError::Refused("task log append lock poisoned".into()))
+    }
+
+    /// The name of connector number `number` (its number in brackets when unknown).
+    fn connector_name(&self, number: u16) -> String {
+        self.connectors
+            .lock()
+            .ok()
+            .and_then(|known| {
+                known
+                    .iter()
+                    .find(|(_, n)| **n == number)
+                    .map(|(name, _)| name.clone())
+            })
+            .unwrap_or_else(|| format!("[{number}]"))
+    }
+
+    /// Rebuilds the record at `key` from its body and status.
+    fn compose(
+        &self,
+        key: RecordKey,
+        body: &[u8],
+        status: Option<&[u8]>,
+        head: u64,
+    ) -> Result<TaskRecord, LogError> {
+        let implied = if key.seq < head {
+            TaskState::Succeeded { note: None }
+        } else {
+            TaskState::Pending
+        };
+        TaskRecord::from_parts(self.connector_name(key.connector), body, status, implied).map_err(
+            |e| LogError::Corrupt {
+                key: format!("{}/{}", key.connector, key.seq),
+                message: e.to_string(),
+            },
+        )
+    }
+
+    /// Reads the record at `key` with its status (raw, for compare-and-swap).
+    #[allow(clippy::type_complexity)]
+    fn read(&self, key: RecordKey) -> Result<Option<(TaskRecord, Option<sled::IVec>)>, LogError> {
+        let key_bytes = key.to_bytes();
+        let Some(body) = self.tasks.get(key_bytes)? else {
+            return Ok(None);
+        };
+        let status = self.states.get(key_bytes)?;
+        let head = self.head(key.connector)?;
+        let record = self.compose(key, &body, status.as_deref(), head)?;
+        Ok(Some((record, status)))
     }
 
     /// The number of connector `name` in this store, assigned on first use.
@@ -323,16 +390,33 @@ impl TaskLog {
     }
 
     /// Records a new task unless its id is already in the log.
+    /// A new pending task is one write (its body): its status is implied. A record in any
+    /// other state (an import, a test) also gets its status written.
     pub fn insert(&self, connector: u16, record: &TaskRecord) -> Result<InsertOutcome, LogError> {
         if self.ids.contains_key(record.task_id)? {
             return Ok(InsertOutcome::Duplicate);
         }
+        let body = encode_body(record)?;
+        let fresh = record.state == TaskState::Pending
+            && record.attempts == 0
+            && record.history.is_empty()
+            && record.checkpoint.is_none();
+        let status = if fresh {
+            None
+        } else {
+            Some(encode_status(record)?)
+        };
+        let guard = self.append_lock()?;
         let key = RecordKey {
             connector,
             seq: self.db.generate_id()?,
         };
         let key_bytes = key.to_bytes();
-        self.tasks.insert(key_bytes, encode(record)?)?;
+        if let Some(status) = status {
+            self.states.insert(key_bytes, status)?;
+        }
+        self.tasks.insert(key_bytes, body)?;
+        drop(guard);
         match self.ids.compare_and_swap(
             record.task_id,
             None as Option<&[u8]>,
@@ -341,6 +425,7 @@ impl TaskLog {
             Ok(()) => Ok(InsertOutcome::Created(key)),
             Err(_) => {
                 self.tasks.remove(key_bytes)?;
+                self.states.remove(key_bytes)?;
                 Ok(InsertOutcome::Duplicate)
             }
         }
@@ -353,10 +438,12 @@ impl TaskLog {
 
     /// Reads one record.
     pub fn get(&self, key: RecordKey) -> Result<Option<TaskRecord>, LogError> {
-        self.tasks
-            .get(key.to_bytes())?
-            .map(|bytes| decode(key, &bytes))
-            .transpose()
+        Ok(self.read(key)?.map(|(record, _)| record))
+    }
+
+    /// Whether the task at `key` has a stored status (its state is not implied by the head).
+    pub fn has_status(&self, key: RecordKey) -> Result<bool, LogError> {
+        Ok(self.states.contains_key(key.to_bytes())?)
     }
 
     /// Finds a task by id.
@@ -371,34 +458,27 @@ impl TaskLog {
         Ok(self.get(key)?.map(|record| (key, record)))
     }
 
-    /// Changes a record with compare-and-swap: `change` sees the current record and may refuse
-    /// by returning an error; on a concurrent change it is called again with the new record.
-    /// A record that becomes final is entered in the compaction index.
+    /// Changes a record's status with compare-and-swap: `change` sees the current record
+    /// (its status stored or implied) and may refuse by returning an error; on a concurrent
+    /// change it is called again with the new record. Only the status fields (state,
+    /// attempts, history, checkpoint) are stored: the body is immutable.
     pub fn update<F>(&self, key: RecordKey, mut change: F) -> Result<TaskRecord, LogError>
     where
         F: FnMut(&mut TaskRecord) -> Result<(), LogError>,
     {
         let key_bytes = key.to_bytes();
         loop {
-            let Some(current) = self.tasks.get(key_bytes)? else {
+            let Some((mut record, current)) = self.read(key)? else {
                 return Err(LogError::NotFound(format!("{key:?}")));
             };
-            let mut record = decode(key, &current)?;
-            let was_final = record.state.is_final();
             change(&mut record)?;
             record.updated_ms = super::now_ms();
-            let new_bytes = encode(&record)?;
+            let new_bytes = encode_status(&record)?;
             if self
-                .tasks
-                .compare_and_swap(key_bytes, Some(&current), Some(new_bytes))?
+                .states
+                .compare_and_swap(key_bytes, current, Some(new_bytes))?
                 .is_ok()
             {
-                if record.state.is_final() && !was_final {
-                    let mut done_key = Vec::with_capacity(18);
-                    done_key.extend_from_slice(&(record.updated_ms.max(0) as u64).to_be_bytes());
-                    done_key.extend_from_slice(&key_bytes);
-                    self.done.insert(done_key, &[])?;
-                }
                 return Ok(record);
             }
         }
@@ -420,6 +500,7 @@ impl TaskLog {
             connector,
             seq: u64::MAX,
         };
+        let head = self.head(connector)?;
         let mut out = Vec::new();
         let mut last_seen = None;
         for entry in self.tasks.range(start.to_bytes()..=end.to_bytes()) {
@@ -428,7 +509,15 @@ impl TaskLog {
                 continue;
             };
             last_seen = Some(key.seq);
-            let record = decode(key, &v)?;
+            let status = self.states.get(&k)?;
+            if let Some(status) = &status {
+                if status_is_final(key, status)? {
+                    continue;
+                }
+            } else if key.seq < head {
+                continue;
+            }
+            let record = self.compose(key, &v, status.as_deref(), head)?;
             if !record.state.is_final() {
                 out.push((key, record));
                 if out.len() >= limit {
@@ -455,11 +544,13 @@ impl TaskLog {
         };
         let mut count = 0;
         for entry in self.tasks.range(start.to_bytes()..=end.to_bytes()) {
-            let (k, v) = entry?;
-            if let Some(key) = RecordKey::from_bytes(&k) {
-                if !decode(key, &v)?.state.is_final() {
-                    count += 1;
-                }
+            let (k, _) = entry?;
+            let Some(key) = RecordKey::from_bytes(&k) else {
+                continue;
+            };
+            match self.states.get(&k)? {
+                Some(status) if status_is_final(key, &status)? => {}
+                _ => count += 1,
             }
         }
         Ok(count)
@@ -474,7 +565,8 @@ impl TaskLog {
             .unwrap_or(0))
     }
 
-    /// Records that every task of `connector` below `seq` is finished.
+    /// Records that every task of `connector` below `seq` is finished: those without a
+    /// stored status succeeded.
     pub fn set_head(&self, connector: u16, seq: u64) -> Result<(), LogError> {
         self.meta.insert(
             format!("{META_HEAD}{connector}"),
@@ -514,24 +606,46 @@ impl TaskLog {
         self.rejected.len()
     }
 
-    /// Removes finished tasks that finished before `cutoff_ms`, with their dedup entries.
-    /// Returns how many were removed.
+    /// Removes tasks that finished before `cutoff_ms`, with their statuses and dedup entries.
+    /// Only tasks below their connector's head are looked at (everything there is finished);
+    /// a task without a status counts as finished at its creation. Returns how many were
+    /// removed.
     pub fn compact(&self, cutoff_ms: i64) -> Result<usize, LogError> {
         let mut removed = 0;
-        let limit = (cutoff_ms.max(0) as u64).to_be_bytes();
-        for entry in self.done.range(..limit.to_vec()) {
-            let (done_key, _) = entry?;
-            if let Some(key) = RecordKey::from_bytes(&done_key[8..]) {
-                if let Some(bytes) = self.tasks.get(key.to_bytes())? {
-                    let record = decode(key, &bytes)?;
-                    if record.state.is_final() {
-                        self.tasks.remove(key.to_bytes())?;
-                        self.ids.remove(record.task_id)?;
-                        removed += 1;
-                    }
+        for (_, connector) in self.connectors() {
+            let head = self.head(connector)?;
+            let start = RecordKey { connector, seq: 0 };
+            let end = RecordKey {
+                connector,
+                seq: head,
+            };
+            for entry in self.tasks.range(start.to_bytes()..end.to_bytes()) {
+                let (k, v) = entry?;
+                let Some(key) = RecordKey::from_bytes(&k) else {
+                    continue;
+                };
+                let status = self.states.get(&k)?;
+                let record = self.compose(key, &v, status.as_deref(), head)?;
+                if !record.state.is_final() {
+                    continue;
                 }
+                if record.updated_ms >= cutoff_ms {
+                    if status.is_none() {
+                        // Creation order: every later task without a status is newer still.
+                        break;
+                    }
+                    continue;
+                }
+                self.tasks.remove(&k)?;
+                self.states.remove(&k)?;
+                // The index entry goes only if it still points here (a retried task moved).
+                let _ = self.ids.compare_and_swap(
+                    record.task_id,
+                    Some(&k[..]),
+                    None as Option<&[u8]>,
+                )?;
+                removed += 1;
             }
-            self.done.remove(done_key)?;
         }
         Ok(removed)
     }
@@ -548,14 +662,30 @@ impl TaskLog {
 
     /// Every record, in key order (for inspection and tests).
     pub fn iter(&self) -> impl Iterator<Item = Result<(RecordKey, TaskRecord), LogError>> + '_ {
-        self.tasks.iter().map(|entry| {
-            let (k, v) = entry?;
-            let key = RecordKey::from_bytes(&k).ok_or_else(|| LogError::Corrupt {
-                key: hex::encode(&k),
-                message: "key is not 10 bytes".into(),
-            })?;
-            Ok((key, decode(key, &v)?))
-        })
+        self.scan(None, None)
+    }
+
+    /// Decodes one entry of the `tasks` tree with its status.
+    fn entry_record(
+        &self,
+        k: &[u8],
+        v: &[u8],
+        heads: &mut HashMap<u16, u64>,
+    ) -> Result<(RecordKey, TaskRecord), LogError> {
+        let key = RecordKey::from_bytes(k).ok_or_else(|| LogError::Corrupt {
+            key: hex::encode(k),
+            message: "key is not 10 bytes".into(),
+        })?;
+        let head = match heads.get(&key.connector) {
+            Some(head) => *head,
+            None => {
+                let head = self.head(key.connector)?;
+                heads.insert(key.connector, head);
+                head
+            }
+        };
+        let status = self.states.get(k)?;
+        Ok((key, self.compose(key, v, status.as_deref(), head)?))
     }
 }
 
@@ -608,14 +738,13 @@ impl TaskLog {
             ),
             None => std::ops::Bound::Unbounded,
         };
-        self.tasks.range::<Vec<u8>, _>((lower, upper)).map(|entry| {
-            let (k, v) = entry?;
-            let key = RecordKey::from_bytes(&k).ok_or_else(|| LogError::Corrupt {
-                key: hex::encode(&k),
-                message: "key is not 10 bytes".into(),
-            })?;
-            Ok((key, decode(key, &v)?))
-        })
+        let mut heads = HashMap::new();
+        self.tasks
+            .range::<Vec<u8>, _>((lower, upper))
+            .map(move |entry| {
+                let (k, v) = entry?;
+                self.entry_record(&k, &v, &mut heads)
+            })
     }
 
     /// Puts a dead or cancelled task back to work: `change` edits the record (state, attempts,
@@ -627,10 +756,9 @@ impl TaskLog {
         F: FnOnce(&mut TaskRecord),
     {
         let key_bytes = key.to_bytes();
-        let Some(current) = self.tasks.get(key_bytes)? else {
+        let Some((mut record, current)) = self.read(key)? else {
             return Err(LogError::NotFound(format!("{key:?}")));
         };
-        let mut record = decode(key, &current)?;
         if !matches!(
             record.state,
             TaskState::Dead { .. } | TaskState::Cancelled { .. }
@@ -642,15 +770,17 @@ impl TaskLog {
         }
         change(&mut record);
         record.updated_ms = super::now_ms();
+        let body = encode_body(&record)?;
+        let status = encode_status(&record)?;
+        let task_id = record.task_id;
+        let guard = self.append_lock()?;
         let new_key = RecordKey {
             connector: key.connector,
             seq: self.db.generate_id()?,
         };
         let new_bytes = new_key.to_bytes();
-        let encoded = encode(&record)?;
-        let task_id = record.task_id;
-        let result = (&self.tasks, &self.ids).transaction(|(tasks, ids)| {
-            if tasks.get(key_bytes)?.as_deref() != Some(current.as_ref()) {
+        let result = (&self.tasks, &self.states, &self.ids).transaction(|(tasks, states, ids)| {
+            if states.get(key_bytes)? != current {
                 return Err(ConflictableTransactionError::Abort(
                     "the task changed meanwhile; look at it again",
                 ));
@@ -660,11 +790,14 @@ impl TaskLog {
                     "the task's index entry does not point at it (run `polaris-bridge store check`)",
                 ));
             }
-            tasks.insert(&new_bytes[..], encoded.clone())?;
+            tasks.insert(&new_bytes[..], body.clone())?;
+            states.insert(&new_bytes[..], status.clone())?;
             tasks.remove(&key_bytes[..])?;
+            states.remove(&key_bytes[..])?;
             ids.insert(&task_id[..], &new_bytes[..])?;
             Ok(())
         });
+        drop(guard);
         match result {
             Ok(()) => Ok((new_key, record)),
             Err(TransactionError::Abort(reason)) => Err(LogError::Refused(reason.into())),
@@ -748,14 +881,15 @@ impl TaskLog {
             report.problem("two connectors share a number in the meta tree".into());
         }
         let mut lowest_unfinished: HashMap<u16, u64> = HashMap::new();
+        let mut heads = HashMap::new();
         for entry in self.tasks.iter() {
             let (k, v) = entry?;
             report.tasks += 1;
-            let Some(key) = RecordKey::from_bytes(&k) else {
+            if RecordKey::from_bytes(&k).is_none() {
                 report.problem(format!("tasks: key {} is not 10 bytes", hex::encode(&k)));
                 continue;
-            };
-            let record = match decode(key, &v) {
+            }
+            let (key, record) = match self.entry_record(&k, &v, &mut heads) {
                 Ok(r) => r,
                 Err(e) => {
                     report.problem(format!("tasks: {e}"));
@@ -815,7 +949,8 @@ impl TaskLog {
                     key.to_token()
                 )),
                 Some(bytes) => {
-                    if let Ok(record) = decode(key, &bytes) {
+                    if let Ok((_, record)) = self.entry_record(&key.to_bytes(), &bytes, &mut heads)
+                    {
                         if record.task_id[..] != k[..] {
                             report.problem(format!(
                                 "ids: task {id} points at the record of task {}",
@@ -826,11 +961,14 @@ impl TaskLog {
                 }
             }
         }
-        for entry in self.done.iter() {
+        for entry in self.states.iter() {
             let (k, _) = entry?;
-            report.done += 1;
-            if k.len() != 18 {
-                report.problem(format!("done: key {} is not 18 bytes", hex::encode(&k)));
+            report.statuses += 1;
+            if !self.tasks.contains_key(&k)? {
+                report.warning(format!(
+                    "states: status {} has no task record (a leftover of an interrupted removal)",
+                    hex::encode(&k)
+                ));
             }
         }
         for entry in self.rejected.iter() {
@@ -900,18 +1038,33 @@ fn rejected_key(topic: &str, partition: i32, offset: i64) -> Vec<u8> {
     key
 }
 
-fn encode(record: &TaskRecord) -> Result<Vec<u8>, LogError> {
-    record.to_bytes().map_err(|e| LogError::Corrupt {
+fn encode_body(record: &TaskRecord) -> Result<Vec<u8>, LogError> {
+    record.body_bytes().map_err(|e| LogError::Corrupt {
         key: hex::encode(record.task_id),
         message: e.to_string(),
     })
 }
 
-fn decode(key: RecordKey, bytes: &[u8]) -> Result<TaskRecord, LogError> {
-    TaskRecord::from_bytes(bytes).map_err(|e| LogError::Corrupt {
-        key: format!("{}/{}", key.connector, key.seq),
+fn encode_status(record: &TaskRecord) -> Result<Vec<u8>, LogError> {
+    record.status_bytes().map_err(|e| LogError::Corrupt {
+        key: hex::encode(record.task_id),
         message: e.to_string(),
     })
+}
+
+/// Whether a stored status is final, read from its first field (the state's variant) without
+/// decoding the rest.
+fn status_is_final(key: RecordKey, status: &[u8]) -> Result<bool, LogError> {
+    #[derive(serde::Deserialize)]
+    struct StateOnly {
+        state: TaskState,
+    }
+    postcard::take_from_bytes::<StateOnly>(status)
+        .map(|(s, _)| s.state.is_final())
+        .map_err(|e| LogError::Corrupt {
+            key: format!("{}/{}", key.connector, key.seq),
+            message: format!("status: {e}"),
+        })
 }
 
 #[cfg(test)]
@@ -1028,6 +1181,12 @@ mod tests {
         let unfinished = log.unfinished_from(c, 0, 10).unwrap();
         assert!(unfinished.records.is_empty());
         assert_eq!(unfinished.last_seen, Some(key.seq));
+        assert_eq!(
+            log.compact(r.updated_ms + 1).unwrap(),
+            0,
+            "only tasks below the head are compacted"
+        );
+        log.set_head(c, key.seq + 1).unwrap();
         assert_eq!(log.compact(r.updated_ms - 1).unwrap(), 0, "too recent");
         assert_eq!(log.compact(r.updated_ms + 1).unwrap(), 1);
         assert!(log.find(&TaskId::from_bytes([9; 16])).unwrap().is_none());
@@ -1037,6 +1196,44 @@ mod tests {
             log.insert(c, &record(9, 5)).unwrap(),
             InsertOutcome::Created(_)
         ));
+    }
+
+    #[test]
+    fn the_head_implies_success_and_bounds_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        let c = log.connector_number("c").unwrap();
+        let mut keys = Vec::new();
+        for id in 1..=3u8 {
+            let mut r = record(id, id as i64);
+            r.created_ms = 1000 * id as i64;
+            let InsertOutcome::Created(key) = log.insert(c, &r).unwrap() else {
+                panic!()
+            };
+            assert!(!log.has_status(key).unwrap(), "a new task is one write");
+            keys.push(key);
+        }
+        assert_eq!(log.count_unfinished(c).unwrap(), 3);
+        // The dispatcher passed the first two: they succeeded without a write of their own.
+        log.set_head(c, keys[2].seq).unwrap();
+        let first = log.get(keys[0]).unwrap().unwrap();
+        assert_eq!(first.state, TaskState::Succeeded { note: None });
+        assert_eq!(first.attempts, 1);
+        assert_eq!(log.get(keys[2]).unwrap().unwrap().state, TaskState::Pending);
+        assert_eq!(log.count_unfinished(c).unwrap(), 1);
+        let unfinished = log.unfinished_from(c, 0, 10).unwrap();
+        assert_eq!(unfinished.records.len(), 1);
+        assert_eq!(unfinished.records[0].0, keys[2]);
+        // Compaction by creation time: only the first is older than 1500 ms; the pending
+        // third is never touched however old.
+        assert_eq!(log.compact(1500).unwrap(), 1);
+        assert!(log.get(keys[0]).unwrap().is_none());
+        assert!(log.find(&TaskId::from_bytes([1; 16])).unwrap().is_none());
+        assert_eq!(log.compact(i64::MAX).unwrap(), 1);
+        assert_eq!(log.len(), 1);
+        let report = log.check().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.states.get("pending"), Some(&1));
     }
 
     #[test]
