@@ -19,7 +19,8 @@
 //! third of their lease, checkpoints, failures and cancellations write a status, with
 //! compare-and-swap.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,10 +29,12 @@ use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
 use metrics::{counter, gauge, histogram};
 use polaris_bridge_api::connector::{CheckpointError, SourcePosition};
+use polaris_bridge_api::event::stored;
 use polaris_bridge_api::{
     Connector, Delivery, DeliveryError, DeliveryOutcome, PolarisEvent, TaskContext, TaskId,
 };
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::RetryConfig;
@@ -316,12 +319,11 @@ impl Dispatcher {
     /// Runs until `shutdown` turns true, then drains in-flight deliveries for at most the
     /// policy's drain timeout and releases the leases of those still running.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), LogError> {
-        let (done_tx, mut done_rx) = mpsc::channel::<Completion>(self.policy.concurrency.max(1));
+        let mut deliveries = Deliveries::default();
         let mut window: BTreeMap<u64, Entry> = BTreeMap::new();
         let mut next_from = self.log.head(self.number)?;
         let mut head = next_from;
         let mut unpersisted: BTreeMap<u64, Instant> = BTreeMap::new();
-        let mut in_flight = 0usize;
         let gauges = StateGauges::new(&self.name);
         let mut last_report = Instant::now()
             .checked_sub(REPORT_INTERVAL)
@@ -347,7 +349,7 @@ impl Dispatcher {
             let next_wake = if paused {
                 None
             } else {
-                self.start_ready(&mut window, &mut in_flight, &done_tx)?
+                self.start_ready(&mut window, &mut deliveries)?
             };
             let unreported = last_report.elapsed() < REPORT_INTERVAL;
             self.advance_head(&window, next_from, &mut head, !unreported)?;
@@ -361,11 +363,9 @@ impl Dispatcher {
                 .map(|at| Duration::from_millis((at - now_ms()).max(1) as u64))
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
-                Some(done) = done_rx.recv() => {
-                    in_flight -= 1;
+                Some(done) = deliveries.next(), if !deliveries.is_empty() => {
                     self.complete(&mut window, done, &mut unpersisted)?;
-                    while let Ok(done) = done_rx.try_recv() {
-                        in_flight -= 1;
+                    while let Some(done) = deliveries.try_next() {
                         self.complete(&mut window, done, &mut unpersisted)?;
                     }
                 }
@@ -378,7 +378,7 @@ impl Dispatcher {
                 _ = shutdown.changed() => {}
             }
         }
-        self.drain(window, in_flight, done_rx, next_from, head, unpersisted)
+        self.drain(window, deliveries, next_from, head, unpersisted)
             .await
     }
 
@@ -466,15 +466,14 @@ impl Dispatcher {
     fn start_ready(
         &self,
         window: &mut BTreeMap<u64, Entry>,
-        in_flight: &mut usize,
-        done_tx: &mpsc::Sender<Completion>,
+        deliveries: &mut Deliveries,
     ) -> Result<Option<i64>, LogError> {
         let now = now_ms();
         let mut next_wake: Option<i64> = None;
         let mut blocked: HashSet<String> = HashSet::new();
         let mut finished = Vec::new();
         for (seq, entry) in window.iter_mut() {
-            if *in_flight >= self.policy.concurrency {
+            if deliveries.len() >= self.policy.concurrency {
                 break;
             }
             if self.policy.ordered && blocked.contains(&entry.ordering_key) {
@@ -485,8 +484,8 @@ impl Dispatcher {
                 Slot::Waiting(at) if at > now => {
                     next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
                 }
-                Slot::Ready | Slot::Waiting(_) => match self.start(entry, done_tx)? {
-                    Start::Started => *in_flight += 1,
+                Slot::Ready | Slot::Waiting(_) => match self.start(entry, deliveries)? {
+                    Start::Started => {}
                     Start::Waiting(at) => next_wake = Some(next_wake.map_or(at, |w| w.min(at))),
                     Start::Finished => finished.push(*seq),
                 },
@@ -502,11 +501,7 @@ impl Dispatcher {
     }
 
     /// Claims one task and spawns its delivery.
-    fn start(
-        &self,
-        entry: &mut Entry,
-        done_tx: &mpsc::Sender<Completion>,
-    ) -> Result<Start, LogError> {
+    fn start(&self, entry: &mut Entry, deliveries: &mut Deliveries) -> Result<Start, LogError> {
         let now = now_ms();
         let lease_until_ms = now + self.policy.lease.as_millis() as i64;
         // A task without a stored status is pending in the log: its first attempt starts
@@ -514,7 +509,7 @@ impl Dispatcher {
         if let Some(mut record) = entry.loaded.take() {
             if !self.log.has_status(entry.key)? {
                 record.attempts += 1;
-                return Ok(self.spawn_delivery(entry, record, now, done_tx));
+                return Ok(self.spawn_delivery(entry, record, now, deliveries));
             }
         }
         let claimed = self.log.update(entry.key, |r| {
@@ -560,7 +555,7 @@ impl Dispatcher {
             }
             Err(e) => return Err(e),
         };
-        Ok(self.spawn_delivery(entry, record, now, done_tx))
+        Ok(self.spawn_delivery(entry, record, now, deliveries))
     }
 
     /// Spawns the delivery of a claimed task (`record.attempts` counts this attempt).
@@ -569,23 +564,24 @@ impl Dispatcher {
         entry: &mut Entry,
         record: TaskRecord,
         now: i64,
-        done_tx: &mpsc::Sender<Completion>,
+        deliveries: &mut Deliveries,
     ) -> Start {
         entry.started_ms = now;
-        let event: PolarisEvent = match serde_json::from_slice(&record.event_json) {
+        let event: PolarisEvent = match stored::decode(&record.event_bytes) {
             Ok(event) => event,
             Err(e) => {
                 let outcome = Err(DeliveryError::permanent(format!(
                     "stored event does not decode: {e}"
                 )));
                 entry.slot = Slot::InFlight;
-                let _ = done_tx.try_send(Completion {
+                let done = Completion {
                     seq: entry.key.seq,
                     started_ms: now,
                     elapsed: Duration::ZERO,
                     event_ms: None,
                     result: outcome,
-                });
+                };
+                deliveries.spawn(done.seq, now, async move { done });
                 return Start::Started;
             }
         };
@@ -611,7 +607,6 @@ impl Dispatcher {
             lease: self.policy.lease,
         };
         let connector = self.connector.clone();
-        let done_tx = done_tx.clone();
         let seq = entry.key.seq;
         let span = tracing::info_span!(
             "delivery",
@@ -620,28 +615,22 @@ impl Dispatcher {
             attempt = record.attempts,
             trace_id = delivery.event.trace_id().unwrap_or_default()
         );
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let event_ms = delivery.event.timestamp_ms;
-            let inner = tokio::spawn(
-                async move { connector.deliver(&delivery, &context).await }.instrument(span),
-            );
-            let result = match inner.await {
-                Ok(result) => result,
-                Err(join) => Err(DeliveryError::transient(format!(
-                    "connector task failed: {join}"
-                ))),
-            };
-            let _ = done_tx
-                .send(Completion {
+        deliveries.spawn(
+            seq,
+            now,
+            async move {
+                let started = Instant::now();
+                let result = connector.deliver(&delivery, &context).await;
+                Completion {
                     seq,
                     started_ms: now,
                     elapsed: started.elapsed(),
-                    event_ms,
+                    event_ms: delivery.event.timestamp_ms,
                     result,
-                })
-                .await;
-        });
+                }
+            }
+            .instrument(span),
+        );
         Start::Started
     }
 
@@ -941,8 +930,7 @@ impl Dispatcher {
     async fn drain(
         self,
         mut window: BTreeMap<u64, Entry>,
-        mut in_flight: usize,
-        mut done_rx: mpsc::Receiver<Completion>,
+        mut deliveries: Deliveries,
         next_from: u64,
         mut head: u64,
         mut unpersisted: BTreeMap<u64, Instant>,
@@ -953,10 +941,9 @@ impl Dispatcher {
             )));
         }
         let deadline = tokio::time::Instant::now() + self.policy.drain_timeout;
-        while in_flight > 0 {
-            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+        while !deliveries.is_empty() {
+            match tokio::time::timeout_at(deadline, deliveries.next()).await {
                 Ok(Some(done)) => {
-                    in_flight -= 1;
                     self.complete(&mut window, done, &mut unpersisted)?;
                 }
                 Ok(None) | Err(_) => break,
@@ -986,6 +973,71 @@ impl Dispatcher {
         }
         tracing::info!(connector = %self.name, released, "dispatcher stopped");
         Ok(())
+    }
+}
+
+/// The deliveries under way: one tokio task each. A delivery that panics is reported as a
+/// transient failure of its task (the task id of the join error names it).
+#[derive(Default)]
+struct Deliveries {
+    tasks: JoinSet<Completion>,
+    /// Sequence and start (ms) of each delivery, by tokio task id.
+    started: HashMap<tokio::task::Id, (u64, i64)>,
+}
+
+impl Deliveries {
+    fn spawn(
+        &mut self,
+        seq: u64,
+        started_ms: i64,
+        delivery: impl Future<Output = Completion> + Send + 'static,
+    ) {
+        let handle = self.tasks.spawn(delivery);
+        self.started.insert(handle.id(), (seq, started_ms));
+    }
+
+    fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// The next delivery to finish; `None` when none is under way.
+    async fn next(&mut self) -> Option<Completion> {
+        let joined = self.tasks.join_next_with_id().await?;
+        Some(self.completion(joined))
+    }
+
+    /// A delivery that has already finished, if any.
+    fn try_next(&mut self) -> Option<Completion> {
+        let joined = self.tasks.try_join_next_with_id()?;
+        Some(self.completion(joined))
+    }
+
+    fn completion(
+        &mut self,
+        joined: Result<(tokio::task::Id, Completion), tokio::task::JoinError>,
+    ) -> Completion {
+        match joined {
+            Ok((id, done)) => {
+                self.started.remove(&id);
+                done
+            }
+            Err(join) => {
+                let (seq, started_ms) = self.started.remove(&join.id()).unwrap_or((0, 0));
+                Completion {
+                    seq,
+                    started_ms,
+                    elapsed: Duration::ZERO,
+                    event_ms: None,
+                    result: Err(DeliveryError::transient(format!(
+                        "connector task failed: {join}"
+                    ))),
+                }
+            }
+        }
     }
 }
 
@@ -1079,6 +1131,7 @@ mod tests {
             event.event_id = Some(event_id.to_string());
             let record = TaskRecord {
                 task_id: *TaskId::for_event("c", "R", &event).as_bytes(),
+                dedup_bucket: 0,
                 connector: "c".into(),
                 state: TaskState::Pending,
                 attempts: 0,
@@ -1091,7 +1144,7 @@ mod tests {
                     partition: 0,
                     offset: 0,
                 },
-                event_json: serde_json::to_vec(&event).unwrap(),
+                event_bytes: serde_json::to_vec(&event).unwrap(),
                 history: vec![],
                 checkpoint: None,
             };
@@ -1107,6 +1160,18 @@ mod tests {
         fn spawn(
             &self,
             connector: Arc<Scripted>,
+            concurrency: usize,
+            ordered: bool,
+        ) -> (
+            watch::Sender<bool>,
+            tokio::task::JoinHandle<Result<(), LogError>>,
+        ) {
+            self.spawn_with(connector, concurrency, ordered)
+        }
+
+        fn spawn_with(
+            &self,
+            connector: Arc<dyn Connector>,
             concurrency: usize,
             ordered: bool,
         ) -> (
@@ -1149,7 +1214,7 @@ mod tests {
                 .iter()
                 .map(|e| e.unwrap().1)
                 .map(|r| {
-                    let event: PolarisEvent = serde_json::from_slice(&r.event_json).unwrap();
+                    let event: PolarisEvent = stored::decode(&r.event_bytes).unwrap();
                     (event.event_id.unwrap(), r)
                 })
                 .collect()
@@ -1413,6 +1478,54 @@ mod tests {
         task.await.unwrap().unwrap();
     }
 
+    /// Panics on its first delivery, then succeeds.
+    #[derive(Default)]
+    struct PanicsOnce {
+        calls: AtomicU64,
+    }
+
+    #[async_trait]
+    impl Connector for PanicsOnce {
+        fn kind(&self) -> &'static str {
+            "panics-once"
+        }
+        async fn deliver(
+            &self,
+            _: &Delivery,
+            _: &dyn TaskContext,
+        ) -> Result<DeliveryOutcome, DeliveryError> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("connector bug");
+            }
+            Ok(DeliveryOutcome::Delivered)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_delivery_is_a_transient_failure_of_its_task() {
+        let h = harness();
+        let connector = Arc::new(PanicsOnce::default());
+        let (stop, task) = h.spawn_with(connector.clone(), 2, false);
+        h.add("boom", "");
+        h.settle().await;
+        let r = &h.states()["boom"];
+        assert_eq!(r.state, TaskState::Succeeded { note: None });
+        assert_eq!(r.attempts, 2);
+        assert_eq!(r.history[0].outcome, "transient");
+        assert!(
+            r.history[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("connector task failed"),
+            "{:?}",
+            r.history
+        );
+        assert_eq!(connector.calls.load(Ordering::SeqCst), 2);
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn cancel_through_the_dispatcher_keeps_the_counts_exact() {
         let h = harness();
@@ -1435,11 +1548,7 @@ mod tests {
                 .iter()
                 .map(|e| e.unwrap())
                 .find(|(_, r)| {
-                    serde_json::from_slice::<PolarisEvent>(&r.event_json)
-                        .unwrap()
-                        .event_id
-                        .as_deref()
-                        == Some(id)
+                    stored::decode(&r.event_bytes).unwrap().event_id.as_deref() == Some(id)
                 })
                 .unwrap()
                 .0

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use polaris_bridge_api::codec::{self, WireFormat};
+use polaris_bridge_api::event::stored;
 use polaris_bridge_api::{Connector, TaskId, TaskPlan};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -674,25 +675,34 @@ impl Pipeline {
                 }
                 let (mut created, mut duplicates, mut skipped) = (0, 0, 0);
                 let ordering_key = event.resource_identity(&settings.default_realm);
-                let event_json = serde_json::to_vec(&event).map_err(|e| LogError::Corrupt {
+                let event_bytes = stored::encode(&event).map_err(|e| LogError::Corrupt {
                     key: format!("{topic}/{partition}/{offset}"),
                     message: format!("event does not serialise: {e}"),
                 })?;
                 let now = now_ms();
+                // Copies of one event share its time: the dedup index's bucket for them.
+                let event_bucket = id_source
+                    .timestamp_ms
+                    .and_then(|ms| u32::try_from(ms / 1000).ok())
+                    .unwrap_or(0);
                 for &index in routed.iter() {
                     let target = &self.targets[index];
                     let counters = &self.counters[index];
-                    let task_id = match target.connector.plan(&event) {
+                    let (task_id, dedup_bucket) = match target.connector.plan(&event) {
                         TaskPlan::Skip => {
                             counters.skipped.increment(1);
                             skipped += 1;
                             continue;
                         }
-                        TaskPlan::PerEvent => TaskId::for_event(&target.name, &realm, id_source),
-                        TaskPlan::Keyed(key) => TaskId::for_key(&target.name, &realm, &key),
+                        TaskPlan::PerEvent => (
+                            TaskId::for_event(&target.name, &realm, id_source),
+                            event_bucket,
+                        ),
+                        TaskPlan::Keyed(key) => (TaskId::for_key(&target.name, &realm, &key), 0),
                     };
                     let record = TaskRecord {
                         task_id: *task_id.as_bytes(),
+                        dedup_bucket,
                         connector: target.name.clone(),
                         state: TaskState::Pending,
                         attempts: 0,
@@ -705,7 +715,7 @@ impl Pipeline {
                             partition,
                             offset,
                         },
-                        event_json: event_json.clone(),
+                        event_bytes: event_bytes.clone(),
                         history: Vec::new(),
                         checkpoint: None,
                     };

@@ -14,7 +14,7 @@ use common::*;
 use polaris_bridge::log::{TaskLog, TaskState};
 use polaris_bridge::metrics as m;
 use polaris_bridge_api::codec;
-use polaris_bridge_api::event::EventType;
+use polaris_bridge_api::event::{stored, EventType};
 use polaris_bridge_api::PolarisEvent;
 use serde_json::Value;
 
@@ -208,7 +208,7 @@ fn tasks(store: &Path, connector: &str) -> Vec<(PolarisEvent, TaskState)> {
     log.iter()
         .map(|r| r.unwrap().1)
         .filter(|r| r.connector == connector)
-        .map(|r| (serde_json::from_slice(&r.event_json).unwrap(), r.state))
+        .map(|r| (stored::decode(&r.event_bytes).unwrap(), r.state))
         .collect()
 }
 

@@ -10,6 +10,7 @@ pub mod cli;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use polaris_bridge_api::event::stored;
 use polaris_bridge_api::{PolarisEvent, TaskId};
 use serde::Serialize;
 
@@ -281,7 +282,7 @@ pub struct TaskPage {
 }
 
 fn parse_event(record: &TaskRecord) -> Option<PolarisEvent> {
-    serde_json::from_slice(&record.event_json).ok()
+    stored::decode(&record.event_bytes).ok()
 }
 
 fn state_error(state: &TaskState) -> Option<String> {
@@ -349,7 +350,10 @@ pub fn detail(record: &TaskRecord) -> TaskDetail {
         summary: summary(record, event.as_ref()),
         ordering_key: record.ordering_key.clone(),
         state_detail,
-        event: serde_json::from_slice(&record.event_json).unwrap_or(serde_json::Value::Null),
+        event: event
+            .as_ref()
+            .and_then(|e| serde_json::to_value(e).ok())
+            .unwrap_or(serde_json::Value::Null),
         history: record
             .history
             .iter()
@@ -702,6 +706,7 @@ mod tests {
         event.table_identifier = Some(vec!["sales".into(), table.into()]);
         TaskRecord {
             task_id: [id; 16],
+            dedup_bucket: 0,
             connector: "c".into(),
             state: TaskState::Dead {
                 reason: "gave up".into(),
@@ -716,7 +721,7 @@ mod tests {
                 partition: 0,
                 offset: id as i64,
             },
-            event_json: serde_json::to_vec(&event).unwrap(),
+            event_bytes: serde_json::to_vec(&event).unwrap(),
             history: vec![],
             checkpoint: Some(br#"{"manifests_done":3}"#.to_vec()),
         }

@@ -222,7 +222,7 @@ async fn produce(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<u
     let mut pending = Vec::with_capacity(10_000);
     let mut bytes = 0;
     for i in 0..count {
-        let event = sample_event(i as u64, 2026);
+        let event = bench_event(i);
         let value = if i % 2 == 0 {
             codec::encode_polaris_json(&event)
         } else {
@@ -245,6 +245,18 @@ async fn produce(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<u
         p.await?.map_err(|(e, _)| e)?;
     }
     Ok(bytes)
+}
+
+/// Events per second of Polaris time in the benchmark's stream: the sample events are a
+/// second apart, which would give every event a dedup bucket of its own; a busy catalog
+/// emits thousands per second, so each second's bucket holds this many random task ids.
+const EVENTS_PER_SECOND: i64 = 10_000;
+
+/// The `i`-th benchmark event: a sample event, timed as one of a dense stream.
+fn bench_event(i: usize) -> polaris_bridge_api::PolarisEvent {
+    let mut event = sample_event(i as u64, 2026);
+    event.timestamp_ms = Some(1_790_000_000_000 + i as i64 * 1000 / EVENTS_PER_SECOND);
+    event
 }
 
 /// Phase 1: a consumer that reads every message and does nothing else.
@@ -340,10 +352,13 @@ fn storage_limit(
         batch.clear();
         let now = now_ms();
         for i in next..(next + batch_size).min(count) {
-            let e = sample_event(i as u64, 2026);
+            let e = bench_event(i);
             let realm = e.realm_id.clone().unwrap_or_else(|| "POLARIS".into());
             batch.push(TaskRecord::pending(
                 *TaskId::for_event("null", &realm, &e).as_bytes(),
+                e.timestamp_ms
+                    .and_then(|ms| u32::try_from(ms / 1000).ok())
+                    .unwrap_or(0),
                 "null",
                 e.resource_identity("POLARIS"),
                 realm,
@@ -352,7 +367,7 @@ fn storage_limit(
                     partition: (i as i32) % partitions,
                     offset: (i as i64) / partitions as i64,
                 },
-                serde_json::to_vec(&e)?,
+                polaris_bridge_api::event::stored::encode(&e)?,
                 now,
             ));
         }

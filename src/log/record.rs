@@ -99,6 +99,10 @@ pub struct AttemptRecord {
 pub struct TaskRecord {
     /// The deterministic task id (16 raw bytes).
     pub task_id: [u8; 16],
+    /// The dedup index's time bucket (see [`super::store`]): the event's time in whole
+    /// seconds for a task per event (every copy of one event has it), 0 for a keyed task
+    /// (its duplicates are different events) and for an event without a time.
+    pub dedup_bucket: u32,
     /// Connector instance name.
     pub connector: String,
     /// Current state.
@@ -115,9 +119,10 @@ pub struct TaskRecord {
     pub realm: String,
     /// Where the event came from.
     pub source: SourceRecord,
-    /// The event, as the JSON of the event model.
+    /// The event in its stored encoding ([`polaris_bridge_api::event::stored`]; the model's
+    /// JSON is read too).
     #[serde(with = "serde_bytes")]
-    pub event_json: Vec<u8>,
+    pub event_bytes: Vec<u8>,
     /// The last attempts, newest last, at most [`HISTORY_CAP`].
     pub history: Vec<AttemptRecord>,
     /// Progress saved by a long-running delivery.
@@ -127,17 +132,20 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     /// A new pending task.
+    #[allow(clippy::too_many_arguments)]
     pub fn pending(
         task_id: [u8; 16],
+        dedup_bucket: u32,
         connector: &str,
         ordering_key: String,
         realm: String,
         source: SourceRecord,
-        event_json: Vec<u8>,
+        event_bytes: Vec<u8>,
         now_ms: i64,
     ) -> Self {
         TaskRecord {
             task_id,
+            dedup_bucket,
             connector: connector.to_string(),
             state: TaskState::Pending,
             attempts: 0,
@@ -146,7 +154,7 @@ impl TaskRecord {
             ordering_key,
             realm,
             source,
-            event_json,
+            event_bytes,
             history: Vec::new(),
             checkpoint: None,
         }
@@ -203,11 +211,12 @@ impl TaskRecord {
     pub fn body_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
         postcard::to_stdvec(&BodyOut {
             task_id: &self.task_id,
+            dedup_bucket: self.dedup_bucket,
             created_ms: self.created_ms,
             ordering_key: &self.ordering_key,
             realm: &self.realm,
             source: &self.source,
-            event_json: &self.event_json,
+            event_bytes: &self.event_bytes,
         })
     }
 
@@ -244,6 +253,7 @@ impl TaskRecord {
         };
         Ok(TaskRecord {
             task_id: body.task_id,
+            dedup_bucket: body.dedup_bucket,
             connector,
             state: status.state,
             attempts: status.attempts,
@@ -252,7 +262,7 @@ impl TaskRecord {
             ordering_key: body.ordering_key,
             realm: body.realm,
             source: body.source,
-            event_json: body.event_json,
+            event_bytes: body.event_bytes,
             history: status.history,
             checkpoint: status.checkpoint,
         })
@@ -263,24 +273,26 @@ impl TaskRecord {
 #[derive(Serialize)]
 struct BodyOut<'a> {
     task_id: &'a [u8; 16],
+    dedup_bucket: u32,
     created_ms: i64,
     ordering_key: &'a str,
     realm: &'a str,
     source: &'a SourceRecord,
     #[serde(with = "serde_bytes")]
-    event_json: &'a [u8],
+    event_bytes: &'a [u8],
 }
 
 /// The body of a task as read; same field order as [`BodyOut`].
 #[derive(Deserialize)]
 struct BodyIn {
     task_id: [u8; 16],
+    dedup_bucket: u32,
     created_ms: i64,
     ordering_key: String,
     realm: String,
     source: SourceRecord,
     #[serde(with = "serde_bytes")]
-    event_json: Vec<u8>,
+    event_bytes: Vec<u8>,
 }
 
 /// The status of a task as written.
@@ -365,6 +377,7 @@ mod tests {
     fn record(state: TaskState) -> TaskRecord {
         TaskRecord {
             task_id: [7; 16],
+            dedup_bucket: 0,
             connector: "c".into(),
             state,
             attempts: 0,
@@ -377,7 +390,7 @@ mod tests {
                 partition: 1,
                 offset: 2,
             },
-            event_json: b"{}".to_vec(),
+            event_bytes: b"{}".to_vec(),
             history: vec![],
             checkpoint: None,
         }
@@ -485,6 +498,6 @@ mod tests {
             done.attempts, 1,
             "implied success is a first-attempt success"
         );
-        assert_eq!(done.event_json, r.event_json);
+        assert_eq!(done.event_bytes, r.event_bytes);
     }
 }

@@ -12,7 +12,12 @@
 //!   first attempt) below it. A delivery that succeeds on its first attempt therefore costs no
 //!   write of its own: the dispatcher advances the head past it. Failures, retries, long
 //!   deliveries (lease renewals, checkpoints), dead letters and cancellations write a status.
-//! - `ids`: task id (16 bytes) -> record key (10 bytes): the dedup index.
+//! - `ids`: `dedup bucket (u32 BE) ++ task id (16 bytes)` -> record key (10 bytes): the dedup
+//!   index. The bucket is the event's time in seconds for tasks per event (every copy of an
+//!   event carries its time, so duplicates meet in one bucket) and 0 for keyed tasks. Events
+//!   arrive roughly in time order, so new entries land in a few hot leaves at the end of the
+//!   tree instead of all over it (random 16-byte keys made each flush rewrite a leaf per
+//!   insert). Looking a task up by id alone ([`TaskLog::find`]) scans the index.
 //! - `rejected`: `topic ++ 0x00 ++ partition (u32 BE) ++ offset (u64 BE)` -> [`RejectedRecord`].
 //! - `replayed`: rejected key -> [`ReplayRecord`]: rejected messages an operator replayed.
 //! - `table_index`: what is known of each table, see [`super::table_index`].
@@ -25,9 +30,11 @@
 //! An operator's retry of a dead task moves its record to a new sequence (the dispatcher only
 //! reads forward from its cursor), in one sled transaction over `tasks` and `ids`.
 //!
-//! A new record is written before its index entry: if a crash keeps the record but loses the
-//! index entry, the message is consumed again and delivered twice (allowed); the reverse order
-//! could keep an index entry whose task was lost.
+//! A new task claims its index entry first (the claim is the dedup check), then writes its
+//! record, both under the append lock. A crash between the two writes can keep an entry
+//! without its record; the message's offset was not stored (that waits for the flush), so it
+//! is consumed again, and the insert takes such an orphaned entry over instead of counting a
+//! duplicate.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -393,9 +400,7 @@ impl TaskLog {
     /// A new pending task is one write (its body): its status is implied. A record in any
     /// other state (an import, a test) also gets its status written.
     pub fn insert(&self, connector: u16, record: &TaskRecord) -> Result<InsertOutcome, LogError> {
-        if self.ids.contains_key(record.task_id)? {
-            return Ok(InsertOutcome::Duplicate);
-        }
+        let dedup_key = dedup_key(record);
         let body = encode_body(record)?;
         let fresh = record.state == TaskState::Pending
             && record.attempts == 0
@@ -412,23 +417,32 @@ impl TaskLog {
             seq: self.db.generate_id()?,
         };
         let key_bytes = key.to_bytes();
+        // Claiming the index entry is the dedup check too: one operation, not a lookup and
+        // an insert.
+        let mut expected: Option<sled::IVec> = None;
+        loop {
+            match self
+                .ids
+                .compare_and_swap(dedup_key, expected.as_ref(), Some(&key_bytes[..]))?
+            {
+                Ok(()) => break,
+                Err(conflict) => match conflict.current {
+                    None => expected = None,
+                    Some(holder) if self.tasks.contains_key(&holder)? => {
+                        return Ok(InsertOutcome::Duplicate)
+                    }
+                    // An entry without its record: a crash came between the two writes, so the
+                    // message came back (its offset was never stored). Take the entry over.
+                    Some(orphan) => expected = Some(orphan),
+                },
+            }
+        }
         if let Some(status) = status {
             self.states.insert(key_bytes, status)?;
         }
         self.tasks.insert(key_bytes, body)?;
         drop(guard);
-        match self.ids.compare_and_swap(
-            record.task_id,
-            None as Option<&[u8]>,
-            Some(&key_bytes[..]),
-        )? {
-            Ok(()) => Ok(InsertOutcome::Created(key)),
-            Err(_) => {
-                self.tasks.remove(key_bytes)?;
-                self.states.remove(key_bytes)?;
-                Ok(InsertOutcome::Duplicate)
-            }
-        }
+        Ok(InsertOutcome::Created(key))
     }
 
     /// Makes every write so far durable. Returns the bytes flushed.
@@ -446,9 +460,26 @@ impl TaskLog {
         Ok(self.states.contains_key(key.to_bytes())?)
     }
 
-    /// Finds a task by id.
+    /// Finds a task by id: bucket 0 (keyed tasks) first, then a scan of the dedup index
+    /// (about a second per few million tasks kept).
     pub fn find(&self, id: &TaskId) -> Result<Option<(RecordKey, TaskRecord)>, LogError> {
-        let Some(key_bytes) = self.ids.get(id.as_bytes())? else {
+        let mut keyed = [0u8; 20];
+        keyed[4..].copy_from_slice(id.as_bytes());
+        let found = match self.ids.get(keyed)? {
+            Some(key_bytes) => Some(key_bytes),
+            None => {
+                let mut hit = None;
+                for entry in self.ids.iter() {
+                    let (k, v) = entry?;
+                    if k.get(4..) == Some(&id.as_bytes()[..]) {
+                        hit = Some(v);
+                        break;
+                    }
+                }
+                hit
+            }
+        };
+        let Some(key_bytes) = found else {
             return Ok(None);
         };
         let key = RecordKey::from_bytes(&key_bytes).ok_or_else(|| LogError::Corrupt {
@@ -640,7 +671,7 @@ impl TaskLog {
                 self.states.remove(&k)?;
                 // The index entry goes only if it still points here (a retried task moved).
                 let _ = self.ids.compare_and_swap(
-                    record.task_id,
+                    dedup_key(&record),
                     Some(&k[..]),
                     None as Option<&[u8]>,
                 )?;
@@ -772,7 +803,7 @@ impl TaskLog {
         record.updated_ms = super::now_ms();
         let body = encode_body(&record)?;
         let status = encode_status(&record)?;
-        let task_id = record.task_id;
+        let dedup_key = dedup_key(&record);
         let guard = self.append_lock()?;
         let new_key = RecordKey {
             connector: key.connector,
@@ -785,7 +816,7 @@ impl TaskLog {
                     "the task changed meanwhile; look at it again",
                 ));
             }
-            if ids.get(task_id)?.as_deref() != Some(&key_bytes[..]) {
+            if ids.get(dedup_key)?.as_deref() != Some(&key_bytes[..]) {
                 return Err(ConflictableTransactionError::Abort(
                     "the task's index entry does not point at it (run `polaris-bridge store check`)",
                 ));
@@ -794,7 +825,7 @@ impl TaskLog {
             states.insert(&new_bytes[..], status.clone())?;
             tasks.remove(&key_bytes[..])?;
             states.remove(&key_bytes[..])?;
-            ids.insert(&task_id[..], &new_bytes[..])?;
+            ids.insert(&dedup_key[..], &new_bytes[..])?;
             Ok(())
         });
         drop(guard);
@@ -916,7 +947,7 @@ impl TaskLog {
                 let lowest = lowest_unfinished.entry(key.connector).or_insert(key.seq);
                 *lowest = (*lowest).min(key.seq);
             }
-            match self.ids.get(record.task_id)? {
+            match self.ids.get(dedup_key(&record))? {
                 Some(indexed) if indexed.as_ref() == &k[..] => {}
                 other => {
                     let text = match other {
@@ -938,20 +969,24 @@ impl TaskLog {
         for entry in self.ids.iter() {
             let (k, v) = entry?;
             report.ids += 1;
-            let id = hex::encode(&k);
+            let id = hex::encode(k.get(4..).unwrap_or(&k));
+            if k.len() != 20 {
+                report.problem(format!("ids: key {} is not 20 bytes", hex::encode(&k)));
+                continue;
+            }
             let Some(key) = RecordKey::from_bytes(&v) else {
                 report.problem(format!("ids: entry {id} does not hold a record key"));
                 continue;
             };
             match self.tasks.get(key.to_bytes())? {
-                None => report.problem(format!(
-                    "ids: task {id} points at {} which holds no record: the id counts as a duplicate and its work is lost",
+                None => report.warning(format!(
+                    "ids: task {id} points at {} which holds no record (a crash between two writes; the next copy of its message takes the entry over)",
                     key.to_token()
                 )),
                 Some(bytes) => {
                     if let Ok((_, record)) = self.entry_record(&key.to_bytes(), &bytes, &mut heads)
                     {
-                        if record.task_id[..] != k[..] {
+                        if dedup_key(&record)[..] != k[..] {
                             report.problem(format!(
                                 "ids: task {id} points at the record of task {}",
                                 hex::encode(record.task_id)
@@ -1038,6 +1073,14 @@ fn rejected_key(topic: &str, partition: i32, offset: i64) -> Vec<u8> {
     key
 }
 
+/// A task's key in the dedup index.
+fn dedup_key(record: &TaskRecord) -> [u8; 20] {
+    let mut key = [0u8; 20];
+    key[..4].copy_from_slice(&record.dedup_bucket.to_be_bytes());
+    key[4..].copy_from_slice(&record.task_id);
+    key
+}
+
 fn encode_body(record: &TaskRecord) -> Result<Vec<u8>, LogError> {
     record.body_bytes().map_err(|e| LogError::Corrupt {
         key: hex::encode(record.task_id),
@@ -1075,6 +1118,7 @@ mod tests {
     fn record(id: u8, offset: i64) -> TaskRecord {
         TaskRecord {
             task_id: [id; 16],
+            dedup_bucket: 1_800_000_000 + u32::from(id),
             connector: "c".into(),
             state: TaskState::Pending,
             attempts: 0,
@@ -1087,7 +1131,7 @@ mod tests {
                 partition: 0,
                 offset,
             },
-            event_json: b"{}".to_vec(),
+            event_bytes: b"{}".to_vec(),
             history: vec![],
             checkpoint: None,
         }
@@ -1196,6 +1240,32 @@ mod tests {
             log.insert(c, &record(9, 5)).unwrap(),
             InsertOutcome::Created(_)
         ));
+    }
+
+    #[test]
+    fn an_index_entry_without_its_record_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        let c = log.connector_number("c").unwrap();
+        let r = record(4, 0);
+        // What a crash between the two writes of an insert leaves: the entry, no record.
+        let orphan = RecordKey {
+            connector: c,
+            seq: 999,
+        };
+        log.ids
+            .insert(dedup_key(&r), &orphan.to_bytes()[..])
+            .unwrap();
+        assert!(log.find(&TaskId::from_bytes([4; 16])).unwrap().is_none());
+        let InsertOutcome::Created(key) = log.insert(c, &r).unwrap() else {
+            panic!("the orphaned entry must not count as a duplicate");
+        };
+        assert_eq!(
+            log.find(&TaskId::from_bytes([4; 16])).unwrap().unwrap().0,
+            key
+        );
+        assert_eq!(log.insert(c, &r).unwrap(), InsertOutcome::Duplicate);
+        assert!(log.check().unwrap().warnings.is_empty());
     }
 
     #[test]

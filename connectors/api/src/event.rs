@@ -10,6 +10,7 @@
 //! time as RFC 3339 with milliseconds under `timestamp`) is how events are printed, and the
 //! canonical encoding of an event that has no id ([`PolarisEvent::canonical_bytes`]).
 
+pub mod stored;
 pub mod timestamp;
 pub mod types;
 
