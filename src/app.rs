@@ -17,6 +17,7 @@ use crate::log::{now_ms, LogError, TaskLog};
 use crate::metrics as m;
 use crate::route::{RouteError, Router};
 use crate::source::{Backlog, Pipeline, Source, SourceError, SourceStatus, Target};
+use crate::table_lookup::TableLookup;
 
 /// Why the bridge could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,9 @@ pub enum AppError {
     /// The HTTP server failed.
     #[error("http: {0}")]
     Http(#[from] std::io::Error),
+    /// The table lookup cannot start.
+    #[error(transparent)]
+    Lookup(#[from] crate::table_lookup::LookupError),
     /// A background task ended unexpectedly.
     #[error("{0}")]
     Task(String),
@@ -154,13 +158,14 @@ pub async fn start_with_token(
     gauge!(m::BACKLOG).set(backlog.get() as f64);
 
     let source_status = Arc::new(SourceStatus::default());
-    let pipeline = Arc::new(Pipeline::new(
-        config,
-        log.clone(),
-        router,
-        targets,
-        backlog,
-    )?);
+    let mut background = Vec::new();
+    let mut pipeline = Pipeline::new(config, log.clone(), router, targets, backlog)?;
+    if let Some(lookup) = &config.table_lookup {
+        let (lookup, worker) = TableLookup::start(lookup, log.table_index()?, shutdown_rx.clone())?;
+        pipeline = pipeline.with_table_lookup(lookup);
+        background.push(worker);
+    }
+    let pipeline = Arc::new(pipeline);
     let source = Source::new(config, pipeline.clone(), source_status.clone())?;
     let stop_source = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = oneshot::channel();
@@ -175,7 +180,6 @@ pub async fn start_with_token(
             let _ = done_tx.send(result);
         })?;
 
-    let mut background = Vec::new();
     background.push(tokio::spawn(compaction(
         log.clone(),
         config.store.retention,

@@ -59,6 +59,76 @@ pub struct Config {
     /// Routing rules: which events become tasks for which connector.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Optional: asks Polaris for a table's metadata location when a table event arrives
+    /// without it (the stock JSON), to keep the table index current for purges.
+    #[serde(default)]
+    pub table_lookup: Option<TableLookupConfig>,
+}
+
+/// `[table_lookup]`: Polaris's loadTable, called for table events that lack the metadata
+/// location, with OAuth2 client credentials. What it learns goes into the table index.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableLookupConfig {
+    /// Polaris's Iceberg REST base, e.g. `http://polaris:8181/api/catalog`; tables are read
+    /// from `{uri}/v1/{catalog}/namespaces/{namespace}/tables/{table}`.
+    pub uri: String,
+    /// The OAuth2 token endpoint; default `{uri}/v1/oauth/tokens`.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// The principal's client id (it needs read access to the tables' metadata).
+    pub client_id: String,
+    /// Its secret, inline (prefer `client_secret_env` or `client_secret_file`).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// The environment variable that holds the secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// A file that holds the secret.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The OAuth2 scope asked for.
+    #[serde(default = "default_lookup_scope")]
+    pub scope: String,
+    /// Sent as `Polaris-Realm` when set (else each event's realm is sent).
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// Only tables of these catalogs are looked up (all when empty).
+    #[serde(default)]
+    pub catalogs: Vec<String>,
+    /// Lookups under way at once.
+    #[serde(default = "default_lookup_concurrency")]
+    pub concurrency: usize,
+    /// Lookups waiting at most; beyond it new ones are dropped and counted (the consumer is
+    /// never held up by Polaris).
+    #[serde(default = "default_lookup_queue")]
+    pub queue: usize,
+    /// Timeout of one request.
+    #[serde(default = "default_lookup_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Attempts per lookup (transient failures are retried with backoff).
+    #[serde(default = "default_lookup_attempts")]
+    pub attempts: u32,
+}
+
+fn default_lookup_scope() -> String {
+    "PRINCIPAL_ROLE:ALL".into()
+}
+
+fn default_lookup_concurrency() -> usize {
+    4
+}
+
+fn default_lookup_queue() -> usize {
+    10_000
+}
+
+fn default_lookup_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_lookup_attempts() -> u32 {
+    3
 }
 
 /// `[kafka]`
@@ -668,6 +738,39 @@ impl Config {
                 ));
             }
         }
+        if let Some(lookup) = &self.table_lookup {
+            if !(lookup.uri.starts_with("http://") || lookup.uri.starts_with("https://")) {
+                problems.push(problem(
+                    "table_lookup.uri",
+                    &format!("`{}` is not an http(s) URL", lookup.uri),
+                    "set Polaris's Iceberg REST base, e.g. http://polaris:8181/api/catalog",
+                ));
+            }
+            if let Err(e) = polaris_bridge_polaris_notify::auth::read_client_secret(
+                lookup.client_secret.as_deref(),
+                lookup.client_secret_env.as_deref(),
+                lookup.client_secret_file.as_deref(),
+            ) {
+                problems.push(problem(
+                    "table_lookup.client_secret",
+                    &e,
+                    "give the principal's secret in one of the three keys",
+                ));
+            }
+            for (key, value) in [
+                ("concurrency", lookup.concurrency as u64),
+                ("queue", lookup.queue as u64),
+                ("attempts", u64::from(lookup.attempts)),
+            ] {
+                if value == 0 {
+                    problems.push(problem(
+                        &format!("table_lookup.{key}"),
+                        "is 0",
+                        "set at least 1 (or remove the key for its default)",
+                    ));
+                }
+            }
+        }
         if self.store.cache_capacity_mb == 0 {
             problems.push(problem(
                 "store.cache_capacity_mb",
@@ -1066,6 +1169,29 @@ event_types = ["AFTER_*_TABLE"]
         assert_eq!(c.store.retention, Duration::from_secs(2 * 24 * 3600));
         let specs = c.connector_specs().unwrap();
         assert_eq!(specs[0].settings["path"].as_str(), Some("/var/log/x.jsonl"));
+    }
+
+    #[test]
+    fn table_lookup_problems_name_the_key() {
+        let text = format!(
+            "{MINIMAL}\n[table_lookup]\nuri = \"polaris:8181\"\nclient_id = \"b\"\nconcurrency = 0\n"
+        );
+        let found = problems(&text);
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"table_lookup.uri"), "{keys:?}");
+        assert!(keys.contains(&"table_lookup.client_secret"), "{keys:?}");
+        assert!(keys.contains(&"table_lookup.concurrency"), "{keys:?}");
+        let typo = format!(
+            "{MINIMAL}\n[table_lookup]\nuri = \"http://p\"\nclient_id = \"b\"\nclient_secret = \"s\"\nscopes = \"x\"\n"
+        );
+        let err = parse(&typo).unwrap_err().to_string();
+        assert!(err.contains("scopes"), "{err}");
+        let ok = format!(
+            "{MINIMAL}\n[table_lookup]\nuri = \"http://p/api/catalog\"\nclient_id = \"b\"\nclient_secret = \"s\"\n"
+        );
+        let lookup = parse(&ok).unwrap().table_lookup.unwrap();
+        assert_eq!(lookup.scope, "PRINCIPAL_ROLE:ALL");
+        assert_eq!(lookup.concurrency, 4);
     }
 
     #[test]

@@ -16,3 +16,4 @@ pub mod log;
 pub mod metrics;
 pub mod route;
 pub mod source;
+pub mod table_lookup;

@@ -39,6 +39,9 @@ pub const LOG_FLUSH_DURATION: &str = "polaris_bridge_log_flush_duration_seconds"
 /// Time from a message's Kafka timestamp to the flush that made its tasks durable (offsets
 /// may advance from then on).
 pub const DURABLE_LATENCY: &str = "polaris_bridge_message_to_durable_seconds";
+/// Polaris table lookups. Labels: `result` (queued, dropped, recorded, superseded,
+/// not_found, error).
+pub const TABLE_LOOKUPS: &str = "polaris_bridge_table_lookups_total";
 /// Messages per flushed batch.
 pub const SOURCE_BATCH_SIZE: &str = "polaris_bridge_source_batch_messages";
 /// Unfinished tasks across connectors: what backpressure compares with `source.max_backlog`.
@@ -155,6 +158,10 @@ fn describe() {
         "Kafka message timestamp to the task log flush that made it durable"
     );
     describe_histogram!(SOURCE_BATCH_SIZE, "Messages per flushed batch");
+    describe_counter!(
+        TABLE_LOOKUPS,
+        "Polaris loadTable lookups for table events without a metadata location, by result"
+    );
     describe_gauge!(BACKLOG, "Unfinished tasks across connectors");
     describe_gauge!(
         SOURCE_PAUSED,

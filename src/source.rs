@@ -33,6 +33,7 @@ use crate::log::{
 };
 use crate::metrics as m;
 use crate::route::Router;
+use crate::table_lookup::TableLookup;
 
 /// A failure that stops the source.
 #[derive(Debug, thiserror::Error)]
@@ -526,6 +527,8 @@ pub struct Pipeline {
     counters: Vec<TargetCounters>,
     /// Fills in the table uuid and locations of table events that lack them.
     table_index: TableIndex,
+    /// Asks Polaris about tables whose events lack the metadata location (optional).
+    lookup: Option<TableLookup>,
     topics: HashMap<String, TopicSettings>,
     router: Router,
     targets: Vec<Target>,
@@ -560,6 +563,7 @@ impl Pipeline {
             })
             .collect();
         Ok(Pipeline {
+            lookup: None,
             counters,
             table_index: log.table_index()?,
             log,
@@ -576,6 +580,12 @@ impl Pipeline {
             Some(settings) => settings.consumed.increment(1),
             None => counter!(m::EVENTS_CONSUMED, "topic" => topic.to_string()).increment(1),
         }
+    }
+
+    /// Asks Polaris for the metadata location of tables whose events lack it.
+    pub fn with_table_lookup(mut self, lookup: TableLookup) -> Self {
+        self.lookup = Some(lookup);
+        self
     }
 
     /// The task log.
@@ -648,6 +658,7 @@ impl Pipeline {
                     .unwrap_or_else(|| settings.default_realm.clone());
                 // Task ids derive from the event as decoded, never from what the index adds.
                 let decoded = event.event_id.is_none().then(|| event.clone());
+                let carried_location = event.metadata_location.is_some();
                 match self.table_index.observe(&mut event, &realm) {
                     Ok(true) => {
                         counter!(m::EVENTS_ENRICHED, "topic" => topic.to_string()).increment(1)
@@ -657,6 +668,9 @@ impl Pipeline {
                     Err(e) => {
                         tracing::warn!(topic, partition, offset, error = %e, "table index not consulted")
                     }
+                }
+                if let Some(lookup) = &self.lookup {
+                    lookup.consider(&event, &realm, carried_location);
                 }
                 let id_source = decoded.as_ref().unwrap_or(&event);
                 let _span = tracing::debug_span!(

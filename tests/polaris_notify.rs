@@ -594,3 +594,127 @@ async fn refreshes_expired_tokens_and_delivers_after_an_outage() {
             .ends_with("00002.metadata.json"));
     }
 }
+
+/// `[table_lookup]`: stock JSON table events (no metadata location) make the bridge ask
+/// Polaris's loadTable (the same spec-following server, with its OAuth2 token endpoint); the
+/// answer lands in the table index, so the later drop is enriched with the table's uuid and
+/// metadata location, what a purge needs. A table Polaris does not have is counted as
+/// not found and its drop stays unenriched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_fill_the_table_index_for_stock_json_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders_metadata = "s3://warehouse/sales/orders/metadata/00003-abc.metadata.json";
+    std::fs::write(
+        dir.path().join("server-state.json"),
+        serde_json::json!({
+            "prod/sales/orders": {
+                "last_timestamp": T0,
+                "table_uuid": "uuid-orders",
+                "metadata_location": orders_metadata,
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &["--catalog", "prod:INTERNAL"]);
+    let topic = unique("lookup");
+    create_topic(&topic, 1).await;
+    let store = dir.path().join("store");
+    let out = dir.path().join("drops.jsonl");
+    let port = free_port();
+    let extra = format!(
+        r#"
+[table_lookup]
+uri = "{uri}"
+client_id = "bridge"
+client_secret_env = "LOOKUP_TEST_SECRET"
+request_timeout = "2s"
+
+[connectors.drops]
+type = "file"
+path = "{out}"
+
+[[routes]]
+connector = "drops"
+event_types = ["AFTER_DROP_TABLE"]
+"#,
+        uri = server.uri(),
+        out = out.display()
+    );
+    let config = config(&topic, "polaris-json", &unique("g"), &store, port, &extra);
+    let bridge = Bridge::start_with_env(
+        dir.path(),
+        "bridge",
+        &config,
+        port,
+        &[("LOOKUP_TEST_SECRET", "s3cret")],
+    );
+    bridge.wait_ready();
+
+    let update = stock(table_event(
+        EventType::AfterUpdateTable,
+        "sales.orders",
+        1,
+        3,
+    ));
+    let ghost_update = stock(table_event(
+        EventType::AfterUpdateTable,
+        "sales.ghost",
+        1,
+        1,
+    ));
+    produce_json(&topic, &[update, ghost_update]).await;
+    let lookups =
+        |result: &str| bridge.metric(m::TABLE_LOOKUPS, Some(&format!("result=\"{result}\"")));
+    wait_until("both lookups answered", Duration::from_secs(30), || {
+        lookups("recorded") == 1.0 && lookups("not_found") == 1.0
+    });
+
+    let mut drop = stock(table_event(EventType::AfterDropTable, "sales.orders", 2, 3));
+    drop.purge_requested = Some(true);
+    let mut ghost_drop = stock(table_event(EventType::AfterDropTable, "sales.ghost", 2, 1));
+    ghost_drop.purge_requested = Some(true);
+    produce_json(&topic, &[drop, ghost_drop]).await;
+    wait_until("both drops written", Duration::from_secs(30), || {
+        count_lines(&out) == 2
+    });
+    assert_eq!(lookups("error"), 0.0);
+    assert_eq!(lookups("dropped"), 0.0);
+
+    let lines = read_lines(&out);
+    let by_table = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.to_string().contains(&format!("\"{name}\"")))
+            .unwrap_or_else(|| panic!("no drop of {name} in {lines:?}"))
+            .clone()
+    };
+    let orders = by_table("orders").to_string();
+    assert!(orders.contains(orders_metadata), "{orders}");
+    assert!(orders.contains("uuid-orders"), "{orders}");
+    assert!(
+        orders.contains("table-index"),
+        "marked as enriched: {orders}"
+    );
+    let ghost = by_table("ghost").to_string();
+    assert!(
+        !ghost.contains("s3://warehouse"),
+        "nothing to enrich it with: {ghost}"
+    );
+
+    // The server saw authenticated loadTable calls with the realm header, and a token request.
+    let requests = server.requests();
+    let loads: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["kind"] == "loadTable")
+        .collect();
+    assert_eq!(loads.len(), 2, "{loads:?}");
+    for load in &loads {
+        assert_ne!(load["token"], Value::Null);
+        assert_eq!(load["realm"], "POLARIS");
+        assert_eq!(load["namespace"], serde_json::json!(["sales"]));
+    }
+    assert!(requests
+        .iter()
+        .any(|r| r["kind"] == "token" && r["status"] == 200));
+}

@@ -13,12 +13,17 @@
 //!   stored entry comes from a newer event (events of one table may arrive over several
 //!   partitions);
 //! - `AFTER_RENAME_TABLE` moves the entry to the destination;
-//! - `AFTER_DROP_TABLE` removes it (after the drop itself has been enriched).
+//! - `AFTER_DROP_TABLE` replaces it with a tombstone (no fields, the drop's time), after the
+//!   drop itself has been enriched, so that a lookup answered before the drop cannot bring
+//!   the dropped table back;
+//! - a Polaris lookup ([`TableIndex::record_lookup`], see `crate::table_lookup`) stores what
+//!   loadTable answered, unless the entry comes from a newer event.
 //!
 //! Create and register events are never enriched: a new table must not inherit what an earlier
 //! table of the same name left behind.
 //!
-//! The index is written by the source thread only, and flushed with the task log.
+//! The index is written by the source thread and the lookup worker (with compare-and-swap),
+//! and flushed with the task log.
 
 use polaris_bridge_api::event::{Category, EventType, Phase};
 use polaris_bridge_api::PolarisEvent;
@@ -42,6 +47,39 @@ pub struct TableEntry {
     pub metadata_location: Option<String>,
     /// Timestamp of the event these come from (ms; 0 when it had none).
     pub event_ms: i64,
+}
+
+impl TableEntry {
+    /// What a drop leaves: nothing known, as of the drop.
+    pub fn tombstone(event_ms: i64) -> Self {
+        TableEntry {
+            table_uuid: None,
+            table_location: None,
+            metadata_location: None,
+            event_ms,
+        }
+    }
+
+    /// Whether this is a drop's tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        self.table_uuid.is_none()
+            && self.table_location.is_none()
+            && self.metadata_location.is_none()
+    }
+}
+
+fn encode_entry(entry: &TableEntry) -> Result<Vec<u8>, LogError> {
+    postcard::to_stdvec(entry).map_err(|e| LogError::Corrupt {
+        key: "table_index".into(),
+        message: e.to_string(),
+    })
+}
+
+fn decode_entry(key: &[u8], bytes: &[u8]) -> Result<TableEntry, LogError> {
+    postcard::from_bytes(bytes).map_err(|e| LogError::Corrupt {
+        key: String::from_utf8_lossy(key).replace(['\u{1f}', '\u{1e}'], "/"),
+        message: e.to_string(),
+    })
 }
 
 /// The table index, a sled tree beside the task log's.
@@ -95,36 +133,62 @@ impl TableIndex {
         namespace: &[String],
         table: &str,
     ) -> Result<Option<TableEntry>, LogError> {
-        self.get_key(&key(realm, catalog, namespace, table))
+        Ok(self
+            .get_key(&key(realm, catalog, namespace, table))?
+            .filter(|entry| !entry.is_tombstone()))
+    }
+
+    /// Stores what a Polaris lookup, made for an event of `requested_ms`, found out about a
+    /// table, unless the index holds something from a newer event (a drop's tombstone
+    /// included). Returns whether it was stored.
+    pub fn record_lookup(
+        &self,
+        realm: &str,
+        catalog: &str,
+        namespace: &[String],
+        table: &str,
+        found: &TableEntry,
+    ) -> Result<bool, LogError> {
+        let key = key(realm, catalog, namespace, table);
+        let bytes = encode_entry(found)?;
+        loop {
+            let current = self.tree.get(&key)?;
+            if let Some(old) = &current {
+                let old = decode_entry(&key, old)?;
+                if old.event_ms > found.event_ms
+                    || (old.is_tombstone() && old.event_ms >= found.event_ms)
+                {
+                    return Ok(false);
+                }
+            }
+            if self
+                .tree
+                .compare_and_swap(&key, current, Some(bytes.clone()))?
+                .is_ok()
+            {
+                return Ok(true);
+            }
+        }
     }
 
     fn get_key(&self, key: &[u8]) -> Result<Option<TableEntry>, LogError> {
         self.tree
             .get(key)?
-            .map(|bytes| {
-                postcard::from_bytes(&bytes).map_err(|e| LogError::Corrupt {
-                    key: String::from_utf8_lossy(key).replace(['\u{1f}', '\u{1e}'], "/"),
-                    message: e.to_string(),
-                })
-            })
+            .map(|bytes| decode_entry(key, &bytes))
             .transpose()
     }
 
     fn put(&self, key: &[u8], entry: &TableEntry) -> Result<(), LogError> {
-        let bytes = postcard::to_stdvec(entry).map_err(|e| LogError::Corrupt {
-            key: "table_index".into(),
-            message: e.to_string(),
-        })?;
-        self.tree.insert(key, bytes)?;
+        self.tree.insert(key, encode_entry(entry)?)?;
         Ok(())
     }
 
-    /// Number of tables known.
+    /// Number of entries (tombstones of dropped tables included).
     pub fn len(&self) -> usize {
         self.tree.len()
     }
 
-    /// Whether no table is known.
+    /// Whether the index has no entry at all.
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
     }
@@ -179,10 +243,11 @@ impl TableIndex {
         let event_ms = event.timestamp_ms.unwrap_or(0);
         match event.event_type {
             EventType::AfterDropTable => {
-                if let Some(old) = self.get_key(key)? {
-                    if old.event_ms <= event_ms {
-                        self.tree.remove(key)?;
-                    }
+                let newer = self
+                    .get_key(key)?
+                    .is_some_and(|old| old.event_ms > event_ms);
+                if !newer {
+                    self.put(key, &TableEntry::tombstone(event_ms))?;
                 }
             }
             EventType::AfterRenameTable => {
@@ -328,10 +393,45 @@ mod tests {
         let mut drop = event(EventType::AfterDropTable, 20);
         assert!(index.observe(&mut drop, "POLARIS").unwrap());
         assert_eq!(drop.table_uuid.as_deref(), Some("uuid-1"));
-        assert!(index.is_empty(), "forgotten after the drop");
+        let orders = || {
+            index
+                .get("POLARIS", "prod", &strings(&["sales", "eu"]), "orders")
+                .unwrap()
+        };
+        assert_eq!(orders(), None, "forgotten after the drop");
+        // A lookup answered for an event before the drop cannot bring the table back.
+        let looked_up = |ms| TableEntry {
+            table_uuid: Some("uuid-old".into()),
+            table_location: Some("s3://b/orders".into()),
+            metadata_location: Some("s3://b/orders/metadata/00001.metadata.json".into()),
+            event_ms: ms,
+        };
+        let record = |entry: &TableEntry| {
+            index
+                .record_lookup(
+                    "POLARIS",
+                    "prod",
+                    &strings(&["sales", "eu"]),
+                    "orders",
+                    entry,
+                )
+                .unwrap()
+        };
+        assert!(!record(&looked_up(15)));
+        assert!(
+            !record(&looked_up(20)),
+            "same time as the drop: the drop wins"
+        );
+        assert_eq!(orders(), None);
         let mut create = event(EventType::AfterCreateTable, 30);
         assert!(!index.observe(&mut create, "POLARIS").unwrap());
         assert_eq!(create.table_uuid, None);
+        // For an event after the drop (a new table of that name), a lookup is stored; an
+        // older lookup does not overwrite a newer one.
+        assert!(record(&looked_up(31)));
+        assert_eq!(orders(), Some(looked_up(31)));
+        assert!(!record(&looked_up(30)));
+        assert_eq!(orders().unwrap().event_ms, 31);
     }
 
     #[test]

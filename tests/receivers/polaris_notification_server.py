@@ -21,6 +21,10 @@ describe (shared/reference/polaris.md section 3):
     needed): 204;
   - DROP: no timestamp check; 404 NoSuchTableException when the table is not there; else the
     table entity is removed with its last admitted timestamp (the files stay): 204.
+- GET {base}/v1/{prefix}/namespaces/{namespace}/tables/{table} (loadTable), with a bearer
+  token (else 401): 200 with a LoadTableResult (metadata-location, and metadata with
+  format-version, table-uuid and location, the directory above metadata/) for a table the
+  server has, else 404 NoSuchTableException.
 - GET /state: the tables (for tests).
 
 Every request is appended as one JSON line to --log: time, method, path, status, catalog,
@@ -105,13 +109,64 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def token_expired(self):
+        auth = self.headers.get("Authorization") or ""
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        with LOCK:
+            expiry = self.server.state.tokens.get(token)
+        return token, expiry is None or time.monotonic() >= expiry
+
     def do_GET(self):
         if self.path == "/state":
             with LOCK:
                 tables = dict(self.server.state.tables)
-            self.reply(200, tables)
-        else:
-            self.reply(404, error_body(404, "NotFoundException", "no such route"))
+            return self.reply(200, tables)
+        base = self.server.args.base.rstrip("/")
+        path = urllib.parse.urlsplit(self.path).path
+        prefix = base + "/v1/"
+        parts = path[len(prefix):].split("/") if path.startswith(prefix) else []
+        if len(parts) == 5 and parts[1] == "namespaces" and parts[3] == "tables":
+            catalog = urllib.parse.unquote(parts[0])
+            namespace = urllib.parse.unquote(parts[2]).split("\x1f")
+            table = urllib.parse.unquote(parts[4])
+            return self.load_table(catalog, namespace, table)
+        self.reply(404, error_body(404, "NotFoundException", "no such route"))
+
+    def load_table(self, catalog, namespace, table):
+        token, expired = self.token_expired()
+        fields = {"catalog": catalog, "namespace": namespace, "table": table, "kind": "loadTable",
+                  "token": token, "realm": self.headers.get("Polaris-Realm")}
+        if expired:
+            return self.reply(
+                401,
+                error_body(401, "NotAuthorizedException", "Not authorized: token missing or expired"),
+                **fields,
+            )
+        key = catalog + "/" + "\x1f".join(namespace) + "/" + table
+        with LOCK:
+            current = self.server.state.tables.get(key)
+        if current is None:
+            return self.reply(
+                404,
+                error_body(404, "NoSuchTableException", f"Table does not exist: {'.'.join(namespace + [table])}"),
+                **fields,
+            )
+        location = current["metadata_location"]
+        base_location = location.rsplit("/metadata/", 1)[0]
+        self.reply(
+            200,
+            {
+                "metadata-location": location,
+                "metadata": {
+                    "format-version": 2,
+                    "table-uuid": current["table_uuid"],
+                    "location": base_location,
+                    "last-updated-ms": current["last_timestamp"],
+                },
+                "config": {},
+            },
+            **fields,
+        )
 
     def do_POST(self):
         base = self.server.args.base.rstrip("/")
@@ -160,13 +215,10 @@ class Handler(BaseHTTPRequestHandler):
     def notification(self, catalog, namespace, table, raw):
         state = self.server.state
         fields = {"catalog": catalog, "namespace": namespace, "table": table}
-        auth = self.headers.get("Authorization") or ""
-        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        token, expired = self.token_expired()
         fields["token"] = token
         fields["realm"] = self.headers.get("Polaris-Realm")
-        with LOCK:
-            expiry = state.tokens.get(token)
-        if expiry is None or time.monotonic() >= expiry:
+        if expired:
             return self.reply(
                 401,
                 error_body(401, "NotAuthorizedException", "Not authorized: token missing or expired"),

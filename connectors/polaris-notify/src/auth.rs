@@ -47,6 +47,33 @@ struct Cached {
     refresh_at: Instant,
 }
 
+/// Reads an OAuth2 client secret from exactly one of its sources: inline (`client_secret`),
+/// an environment variable (`client_secret_env`) or a file (`client_secret_file`, surrounding
+/// whitespace ignored). The error names the key to fix.
+pub fn read_client_secret(
+    inline: Option<&str>,
+    env: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<String, String> {
+    let sources = [inline.is_some(), env.is_some(), file.is_some()];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        return Err(
+            "set exactly one of `client_secret`, `client_secret_env`, `client_secret_file`".into(),
+        );
+    }
+    if let Some(secret) = inline {
+        return Ok(secret.to_string());
+    }
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map_err(|_| format!("`client_secret_env`: environment variable {var} is not set"));
+    }
+    let path = file.ok_or("no secret source")?;
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("`client_secret_file` {}: {e}", path.display()))
+}
+
 /// A cached bearer token.
 pub struct TokenSource {
     http: reqwest::Client,

@@ -109,29 +109,11 @@ impl NotifyConfig {
 
     /// Reads the client secret from wherever it is configured.
     pub fn secret(&self) -> Result<String, String> {
-        let sources = [
-            self.client_secret.is_some(),
-            self.client_secret_env.is_some(),
-            self.client_secret_file.is_some(),
-        ];
-        if sources.iter().filter(|s| **s).count() != 1 {
-            return Err(
-                "set exactly one of `client_secret`, `client_secret_env`, `client_secret_file`"
-                    .into(),
-            );
-        }
-        if let Some(secret) = &self.client_secret {
-            return Ok(secret.clone());
-        }
-        if let Some(var) = &self.client_secret_env {
-            return std::env::var(var).map_err(|_| {
-                format!("`client_secret_env`: environment variable {var} is not set")
-            });
-        }
-        let path = self.client_secret_file.as_ref().ok_or("no secret source")?;
-        std::fs::read_to_string(path)
-            .map(|s| s.trim().to_string())
-            .map_err(|e| format!("`client_secret_file` {}: {e}", path.display()))
+        crate::auth::read_client_secret(
+            self.client_secret.as_deref(),
+            self.client_secret_env.as_deref(),
+            self.client_secret_file.as_deref(),
+        )
     }
 
     /// Checks what serde cannot; one message per problem.
