@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use polaris_bridge_api::codec::WireFormat;
-use polaris_bridge_api::event::{Category, EventType, Phase};
+use polaris_bridge_api::filter::{EventFilter, FilterSpec};
 use serde::Deserialize;
 
 /// Prefix of environment variables that override configuration keys.
@@ -482,6 +482,20 @@ pub struct RouteConfig {
     pub table: Option<String>,
 }
 
+impl RouteConfig {
+    /// The rule's criteria, for [`EventFilter::compile`].
+    pub fn filter_spec(&self) -> FilterSpec<'_> {
+        FilterSpec {
+            event_types: &self.event_types,
+            categories: &self.categories,
+            phase: self.phase.as_deref(),
+            catalog: self.catalog.as_deref(),
+            namespace: self.namespace.as_deref(),
+            table: self.table.as_deref(),
+        }
+    }
+}
+
 /// Settings every connector instance has, whatever its type.
 #[derive(Debug, Clone)]
 pub struct ConnectorSpec {
@@ -896,55 +910,9 @@ fn validate_route(
             ),
         ));
     }
-    for pattern in &route.event_types {
-        let is_glob = pattern.contains(['*', '?', '[']);
-        if is_glob {
-            if let Err(e) = glob::Pattern::new(pattern) {
-                problems.push(problem(
-                    &format!("{key}.event_types"),
-                    &format!("`{pattern}` is not a valid glob: {e}"),
-                    "fix the pattern",
-                ));
-            }
-        } else if matches!(EventType::from_name(pattern), EventType::Unknown(_)) {
-            problems.push(problem(
-                &format!("{key}.event_types"),
-                &format!("`{pattern}` is not a Polaris event type"),
-                "use a name from `polaris-bridge event-types` or a glob such as `AFTER_*_TABLE`",
-            ));
-        }
-    }
-    for category in &route.categories {
-        if category.parse::<Category>().is_err() {
-            problems.push(problem(
-                &format!("{key}.categories"),
-                &format!("`{category}` is not a Polaris event category"),
-                "use a category from `polaris-bridge event-types`, e.g. TABLE or VIEW",
-            ));
-        }
-    }
-    if let Some(phase) = &route.phase {
-        if phase.parse::<Phase>().is_err() {
-            problems.push(problem(
-                &format!("{key}.phase"),
-                &format!("`{phase}` is not a phase"),
-                "use `before` or `after`, or leave it out",
-            ));
-        }
-    }
-    for (field, value) in [
-        ("catalog", &route.catalog),
-        ("namespace", &route.namespace),
-        ("table", &route.table),
-    ] {
-        if let Some(pattern) = value {
-            if let Err(e) = glob::Pattern::new(pattern) {
-                problems.push(problem(
-                    &format!("{key}.{field}"),
-                    &format!("`{pattern}` is not a valid glob: {e}"),
-                    "fix the pattern",
-                ));
-            }
+    if let Err(found) = EventFilter::compile(&route.filter_spec()) {
+        for p in found {
+            problems.push(problem(&format!("{key}.{}", p.field), &p.problem, &p.fix));
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Routing: which connector instances an event becomes tasks for.
 
-use glob::Pattern;
-use polaris_bridge_api::event::{Category, Phase};
+use polaris_bridge_api::filter::EventFilter;
 use polaris_bridge_api::PolarisEvent;
 
 use crate::config::RouteConfig;
@@ -23,12 +22,7 @@ pub struct RouteError {
 struct Rule {
     /// Index of the target connector in [`Router::connectors`].
     target: usize,
-    event_types: Vec<Pattern>,
-    categories: Vec<Category>,
-    phase: Option<Phase>,
-    catalog: Option<Pattern>,
-    namespace: Option<Pattern>,
-    table: Option<Pattern>,
+    filter: EventFilter,
 }
 
 /// The compiled routing table.
@@ -44,52 +38,24 @@ impl Router {
     pub fn new(routes: &[RouteConfig], connectors: &[String]) -> Result<Router, RouteError> {
         let mut rules = Vec::with_capacity(routes.len());
         for (index, route) in routes.iter().enumerate() {
-            let err = |field: &'static str, message: String| RouteError {
-                index,
-                field,
-                message,
-            };
             let target = connectors
                 .iter()
                 .position(|c| c == &route.connector)
-                .ok_or_else(|| {
-                    err(
-                        "connector",
-                        format!("no connector named `{}`", route.connector),
-                    )
+                .ok_or_else(|| RouteError {
+                    index,
+                    field: "connector",
+                    message: format!("no connector named `{}`", route.connector),
                 })?;
-            let pattern = |field: &'static str, text: &str| {
-                Pattern::new(text).map_err(|e| err(field, format!("`{text}`: {e}")))
-            };
-            let optional = |field: &'static str,
-                            text: &Option<String>|
-             -> Result<Option<Pattern>, RouteError> {
-                text.as_deref().map(|t| pattern(field, t)).transpose()
-            };
-            rules.push(Rule {
-                target,
-                event_types: route
-                    .event_types
-                    .iter()
-                    .map(|t| pattern("event_types", t))
-                    .collect::<Result<_, _>>()?,
-                categories: route
-                    .categories
-                    .iter()
-                    .map(|c| {
-                        c.parse::<Category>()
-                            .map_err(|e| err("categories", e.to_string()))
-                    })
-                    .collect::<Result<_, _>>()?,
-                phase: route
-                    .phase
-                    .as_deref()
-                    .map(|p| p.parse::<Phase>().map_err(|e| err("phase", e.to_string())))
-                    .transpose()?,
-                catalog: optional("catalog", &route.catalog)?,
-                namespace: optional("namespace", &route.namespace)?,
-                table: optional("table", &route.table)?,
-            });
+            let filter = EventFilter::compile(&route.filter_spec()).map_err(|problems| {
+                let first = problems.into_iter().next();
+                RouteError {
+                    index,
+                    field: first.as_ref().map_or("filter", |p| p.field),
+                    message: first
+                        .map_or_else(String::new, |p| format!("{}: {}", p.problem, p.fix)),
+                }
+            })?;
+            rules.push(Rule { target, filter });
         }
         Ok(Router {
             connectors: connectors.to_vec(),
@@ -108,45 +74,16 @@ impl Router {
         out.clear();
         let namespace = event.namespace_path();
         for rule in &self.rules {
-            if out.contains(&rule.target) || !rule.matches(event, namespace.as_deref()) {
+            if out.contains(&rule.target)
+                || !rule
+                    .filter
+                    .matches_with_namespace(event, namespace.as_deref())
+            {
                 continue;
             }
             out.push(rule.target);
         }
         out.sort_unstable();
-    }
-}
-
-impl Rule {
-    fn matches(&self, event: &PolarisEvent, namespace: Option<&str>) -> bool {
-        let event_type = &event.event_type;
-        if !self.event_types.is_empty()
-            && !self
-                .event_types
-                .iter()
-                .any(|p| p.matches(event_type.name()))
-        {
-            return false;
-        }
-        if !self.categories.is_empty()
-            && !event_type
-                .category()
-                .is_some_and(|c| self.categories.contains(&c))
-        {
-            return false;
-        }
-        if let Some(phase) = self.phase {
-            if event_type.phase() != Some(phase) {
-                return false;
-            }
-        }
-        let field_matches = |pattern: &Option<Pattern>, value: Option<&str>| match pattern {
-            None => true,
-            Some(p) => value.is_some_and(|v| p.matches(v)),
-        };
-        field_matches(&self.catalog, event.catalog_name.as_deref())
-            && field_matches(&self.namespace, namespace)
-            && field_matches(&self.table, event.object_name())
     }
 }
 

@@ -6,6 +6,7 @@ pub mod cloudevents;
 pub mod codec;
 pub mod connector;
 pub mod event;
+pub mod filter;
 pub mod samples;
 pub mod task_id;
 

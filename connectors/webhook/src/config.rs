@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use polaris_bridge_api::event::{Category, EventType, Phase};
+use polaris_bridge_api::filter::{EventFilter, FilterSpec};
 use serde::Deserialize;
 
 /// One configuration problem: the key (relative to the connector's table), what is wrong and
@@ -270,117 +270,45 @@ pub fn parse_statuses(specs: &[StatusSpec]) -> Result<StatusSet, ConfigProblem> 
     Ok(StatusSet(ranges))
 }
 
-/// Compiled `filter`.
+/// Compiled `filter`: the shared [`EventFilter`], so an endpoint filter and a route with the
+/// same settings select the same events.
 #[derive(Debug, Clone, Default)]
-pub struct Filter {
-    event_types: Vec<glob::Pattern>,
-    categories: Vec<Category>,
-    phase: Option<Phase>,
-    catalog: Option<glob::Pattern>,
-    namespace: Option<glob::Pattern>,
-    table: Option<glob::Pattern>,
-}
+pub struct Filter(EventFilter);
 
 impl Filter {
     /// Compiles `config`, collecting every problem.
     pub fn compile(config: &FilterConfig, problems: &mut Vec<ConfigProblem>) -> Filter {
-        let mut filter = Filter::default();
-        for pattern in &config.event_types {
-            let is_glob = pattern.contains(['*', '?', '[']);
-            if !is_glob && matches!(EventType::from_name(pattern), EventType::Unknown(_)) {
-                problems.push(ConfigProblem::new(
-                    "filter.event_types",
-                    format!("`{pattern}` is not a Polaris event type"),
-                    "use a name from `polaris-bridge event-types` or a glob such as `AFTER_*_TABLE`",
-                ));
-                continue;
-            }
-            match glob::Pattern::new(pattern) {
-                Ok(p) => filter.event_types.push(p),
-                Err(e) => problems.push(ConfigProblem::new(
-                    "filter.event_types",
-                    format!("`{pattern}` is not a valid glob: {e}"),
-                    "fix the pattern",
-                )),
-            }
-        }
-        for category in &config.categories {
-            match category.parse::<Category>() {
-                Ok(c) => filter.categories.push(c),
-                Err(_) => problems.push(ConfigProblem::new(
-                    "filter.categories",
-                    format!("`{category}` is not a Polaris event category"),
-                    "use a category from `polaris-bridge event-types`, e.g. TABLE or VIEW",
-                )),
+        let spec = FilterSpec {
+            event_types: &config.event_types,
+            categories: &config.categories,
+            phase: config.phase.as_deref(),
+            catalog: config.catalog.as_deref(),
+            namespace: config.namespace.as_deref(),
+            table: config.table.as_deref(),
+        };
+        match EventFilter::compile(&spec) {
+            Ok(filter) => Filter(filter),
+            Err(found) => {
+                problems.extend(
+                    found.into_iter().map(|p| {
+                        ConfigProblem::new(format!("filter.{}", p.field), p.problem, p.fix)
+                    }),
+                );
+                Filter::default()
             }
         }
-        if let Some(phase) = &config.phase {
-            match phase.parse::<Phase>() {
-                Ok(p) => filter.phase = Some(p),
-                Err(_) => problems.push(ConfigProblem::new(
-                    "filter.phase",
-                    format!("`{phase}` is not a phase"),
-                    "use `before` or `after`, or leave it out",
-                )),
-            }
-        }
-        for (field, value, slot) in [
-            ("catalog", &config.catalog, &mut filter.catalog),
-            ("namespace", &config.namespace, &mut filter.namespace),
-            ("table", &config.table, &mut filter.table),
-        ] {
-            if let Some(pattern) = value {
-                match glob::Pattern::new(pattern) {
-                    Ok(p) => *slot = Some(p),
-                    Err(e) => problems.push(ConfigProblem::new(
-                        format!("filter.{field}"),
-                        format!("`{pattern}` is not a valid glob: {e}"),
-                        "fix the pattern",
-                    )),
-                }
-            }
-        }
-        filter
     }
 
     /// Whether the endpoint wants `event`.
     pub fn matches(&self, event: &polaris_bridge_api::PolarisEvent) -> bool {
-        let event_type = &event.event_type;
-        if !self.event_types.is_empty()
-            && !self
-                .event_types
-                .iter()
-                .any(|p| p.matches(event_type.name()))
-        {
-            return false;
-        }
-        if !self.categories.is_empty()
-            && !event_type
-                .category()
-                .is_some_and(|c| self.categories.contains(&c))
-        {
-            return false;
-        }
-        if let Some(phase) = self.phase {
-            if event_type.phase() != Some(phase) {
-                return false;
-            }
-        }
-        let field = |pattern: &Option<glob::Pattern>, value: Option<&str>| match pattern {
-            None => true,
-            Some(p) => value.is_some_and(|v| p.matches(v)),
-        };
-        // The namespace path is built only when a namespace pattern needs it.
-        field(&self.catalog, event.catalog_name.as_deref())
-            && (self.namespace.is_none()
-                || field(&self.namespace, event.namespace_path().as_deref()))
-            && field(&self.table, event.object_name())
+        self.0.matches(event)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polaris_bridge_api::event::EventType;
     use polaris_bridge_api::PolarisEvent;
 
     fn parse(text: &str) -> Result<WebhookConfig, String> {
