@@ -99,13 +99,12 @@ async fn sigterm_mid_flight_drains_exits_zero_and_restart_continues() {
             .all(|(_, s)| !matches!(s, TaskState::Running { .. })),
         "no lease left held: {after_first:?}"
     );
-    let released = after_first
-        .iter()
-        .filter(|(_, s)| matches!(s, TaskState::Retrying { last_error, .. } if last_error.contains("released at shutdown")))
-        .count();
+    // A first attempt starts without a write, so one cut short is simply pending again; one
+    // that had outlived a third of its lease (recorded as running) is released.
     assert!(
-        released >= 1,
-        "in-flight deliveries were released: {after_first:?}"
+        after_first.iter().all(|(_, s)| matches!(s, TaskState::Pending)
+            || matches!(s, TaskState::Retrying { last_error, .. } if last_error.contains("released at shutdown"))),
+        "in-flight deliveries are pending again or released, none finished: {after_first:?}"
     );
     // The offsets of everything recorded were committed.
     for (committed, end) in committed_and_end(&group, &topic, 2) {
