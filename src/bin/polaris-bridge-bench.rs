@@ -42,7 +42,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer, ProducerContext,
 };
@@ -100,9 +100,13 @@ struct Args {
     /// Latency phase: events produced per second (comma-separated: one phase per rate) ...
     #[arg(long, value_delimiter = ',', default_values_t = [20_000])]
     latency_rate: Vec<u64>,
-    /// ... for this many seconds.
+    /// ... for this many seconds ...
     #[arg(long, default_value_t = 10)]
     latency_seconds: u64,
+    /// ... after a warm-up at the same rate for this many seconds, not measured (the
+    /// consumer's first fetches and offset reset, cold caches).
+    #[arg(long, default_value_t = 2)]
+    latency_warmup_seconds: u64,
     /// Webhook and peer phases: requests in flight (the bridge connector's `concurrency`,
     /// the peer's `max_in_flight`).
     #[arg(long, default_value_t = 64)]
@@ -211,12 +215,17 @@ struct Quantiles {
 struct Latency {
     /// Events per second asked for (`--latency-rate`).
     rate: u64,
+    /// The Kafka path alone under the same load: message timestamp to a bare consumer's
+    /// poll, exact quantiles (millisecond resolution).
+    transport: Quantiles,
     /// Events per second the paced producer achieved.
     offered_per_s: f64,
     /// `polaris_bridge_message_to_durable_seconds` over the phase.
     durable: Quantiles,
     /// `polaris_bridge_event_to_delivery_seconds` over the phase, when exported.
     delivery: Option<Quantiles>,
+    /// `polaris_bridge_log_flush_duration_seconds` over the phase.
+    flush: Option<Quantiles>,
     /// The bridge's CPU over the phase, in cores (1.0 = one core busy).
     cpu_cores: f64,
     /// Peak RSS of the bridge.
@@ -322,7 +331,9 @@ async fn main() -> anyhow::Result<()> {
             results.transport.push(f);
         }
         if args.has(Phase::Storage) {
-            let f = storage_in_child(&args, &dir.join(format!("storage-{run}")))?;
+            let store = dir.join(format!("storage-{run}"));
+            let f = storage_in_child(&args, &store)?;
+            let _ = std::fs::remove_dir_all(&store);
             eprintln!("run {run}: storage {:.0} events/s", f.events_per_s);
             results.storage.push(f);
         }
@@ -353,8 +364,10 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             eprintln!(
-                "run {run}: latency at {:.0}/s: to durable p50 {:.1} ms p99 {:.1} ms ({:.0} observations), drained {:.1} s after the last event",
+                "run {run}: latency at {:.0}/s: Kafka alone p50 {:.0} ms p99 {:.0} ms; to durable p50 {:.1} ms p99 {:.1} ms ({:.0} observations), drained {:.1} s after the last event",
                 l.offered_per_s,
+                l.transport.p50 * 1e3,
+                l.transport.p99 * 1e3,
                 l.durable.p50 * 1e3,
                 l.durable.p99 * 1e3,
                 l.durable.count,
@@ -449,33 +462,28 @@ fn report(args: &Args, results: &Results, raw_bytes: usize) {
             args.latency_seconds
         );
         println!();
-        println!("| offered events/s | achieved | bridge CPU cores | peak RSS MiB | drain s | to durable p50 ms | p99 ms | to delivery p50 ms | p99 ms |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("| offered events/s | achieved | bridge CPU cores | peak RSS MiB | drain s | Kafka alone p50 ms | p99 ms | to durable p50 ms | p99 ms | to delivery p50 ms | p99 ms | log flush p50 ms | p99 ms |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for &rate in &args.latency_rate {
             let l: Vec<&Latency> = results.latency.iter().filter(|l| l.rate == rate).collect();
             let lm = |f: fn(&Latency) -> f64| median(l.iter().map(|l| f(l)));
-            let delivered: Vec<Quantiles> = l.iter().filter_map(|l| l.delivery).collect();
-            let (d50, d99) = if delivered.is_empty() {
-                ("not exported".to_string(), String::new())
-            } else {
-                (
-                    format!("{:.1}", median(delivered.iter().map(|q| q.p50)) * 1e3),
-                    format!("{:.1}", median(delivered.iter().map(|q| q.p99)) * 1e3),
-                )
-            };
+            let (d50, d99) = quantile_cells(l.iter().filter_map(|l| l.delivery));
+            let (f50, f99) = quantile_cells(l.iter().filter_map(|l| l.flush));
             println!(
-                "| {rate} | {:.0} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {d50} | {d99} |",
+                "| {rate} | {:.0} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {d50} | {d99} | {f50} | {f99} |",
                 lm(|l| l.offered_per_s),
                 lm(|l| l.cpu_cores),
                 lm(|l| l.peak_rss_mib),
                 lm(|l| l.drain_s),
+                lm(|l| l.transport.p50) * 1e3,
+                lm(|l| l.transport.p99) * 1e3,
                 lm(|l| l.durable.p50) * 1e3,
                 lm(|l| l.durable.p99) * 1e3,
             );
         }
         println!();
         println!(
-            "to durable: {}; to delivery: {} (blackhole connector)",
+            "Kafka alone: message timestamp to a bare consumer's poll; to durable: {}; to delivery: {} (blackhole connector)",
             m::DURABLE_LATENCY,
             m::END_TO_END_LATENCY
         );
@@ -530,6 +538,19 @@ fn report(args: &Args, results: &Results, raw_bytes: usize) {
             println!("bridge / peer deliveries/s: {:.2}", w / p);
         }
     }
+}
+
+/// Table cells of the median p50 and p99 of some runs, in milliseconds ("not exported" when
+/// no run had the histogram).
+fn quantile_cells(runs: impl Iterator<Item = Quantiles>) -> (String, String) {
+    let runs: Vec<Quantiles> = runs.collect();
+    if runs.is_empty() {
+        return ("not exported".to_string(), String::new());
+    }
+    (
+        format!("{:.1}", median(runs.iter().map(|q| q.p50)) * 1e3),
+        format!("{:.1}", median(runs.iter().map(|q| q.p99)) * 1e3),
+    )
 }
 
 /// "every request", "every 2nd request", "every 100th request" ...
@@ -630,8 +651,8 @@ async fn produce(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<u
     Ok(bytes)
 }
 
-/// Phase 1: a consumer that reads every message and does nothing else.
-fn bare_consumer(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<Figures> {
+/// A plain consumer of `topic` in a new group, from the earliest offset, committing nothing.
+fn subscribe_bare(bootstrap: &str, topic: &str) -> anyhow::Result<BaseConsumer> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("bench-bare-{}", now_ms()))
@@ -639,6 +660,12 @@ fn bare_consumer(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<F
         .set("enable.auto.commit", "false")
         .create()?;
     consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
+/// Phase 1: a consumer that reads every message and does nothing else.
+fn bare_consumer(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<Figures> {
+    let consumer = subscribe_bare(bootstrap, topic)?;
     let mut seen = 0usize;
     let mut started = None;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -880,6 +907,24 @@ listen = "127.0.0.1:{port}"
         scrape(self.metrics)
     }
 
+    /// Waits until `tasks` tasks finished (5 minutes at most); returns the `/metrics` text
+    /// that shows it.
+    async fn wait_finished(&mut self, tasks: u64) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            self.check_alive()?;
+            if let Some(text) = self.scrape() {
+                if polaris_bridge::demo::sum(&text, m::TASKS_FINISHED, None) >= tasks as f64 {
+                    return Ok(text);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the bridge did not finish {tasks} tasks within 5 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the consumer has all `partitions` of its topic assigned.
     async fn wait_assigned(&mut self, partitions: i32) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -901,8 +946,11 @@ listen = "127.0.0.1:{port}"
 }
 
 impl Drop for BridgeProcess {
+    /// Stops the bridge and deletes its store (hundreds of MB per run; the configuration
+    /// and the log stay).
     fn drop(&mut self) {
         terminate(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.store);
     }
 }
 
@@ -937,9 +985,8 @@ async fn bridge_end_to_end(
 ) -> anyhow::Result<Figures> {
     let mut bridge = BridgeProcess::start(bin, dir, args, topic, args.events, BLACKHOLE, &[])?;
     let mut figures = watch_bridge(&mut bridge, args.events).await?;
-    let store = bridge.store.clone();
-    drop(bridge);
-    figures.disk_bytes_per_million = dir_size(&store) as f64 * 1e6 / args.events as f64;
+    terminate(&mut bridge.child);
+    figures.disk_bytes_per_million = dir_size(&bridge.store) as f64 * 1e6 / args.events as f64;
     Ok(figures)
 }
 
@@ -980,41 +1027,38 @@ async fn watch_bridge(bridge: &mut BridgeProcess, events: usize) -> anyhow::Resu
 }
 
 /// Phase 4: the bridge (blackhole) on a fresh topic while events are produced at `rate`
-/// per second for `--latency-seconds`; quantiles of its latency histograms over the phase,
-/// from `/metrics` scraped once it has its partitions and again once every task finished.
+/// per second for `--latency-seconds`, after a warm-up at the same rate; quantiles of its
+/// latency histograms over the measured part, from `/metrics` scraped once the warm-up's
+/// tasks finished and again once every task finished.
 async fn latency_run(bin: &Path, dir: &Path, args: &Args, rate: u64) -> anyhow::Result<Latency> {
+    let warmup = rate * args.latency_warmup_seconds;
+    let count = rate * args.latency_seconds;
+    let topic = format!("bench-latency-transport-{}", now_ms());
+    create_topic(&args.bootstrap, &topic, args.partitions).await?;
+    let (bootstrap, partitions) = (args.bootstrap.clone(), args.partitions);
+    let transport = tokio::task::spawn_blocking(move || {
+        transport_latency(&bootstrap, &topic, partitions, rate, warmup, count)
+    })
+    .await??;
     let topic = format!("bench-latency-{}", now_ms());
     create_topic(&args.bootstrap, &topic, args.partitions).await?;
-    let count = rate * args.latency_seconds;
-    let backlog = usize::try_from(count)?.max(args.events);
+    let backlog = usize::try_from(warmup + count)?.max(args.events);
     let mut bridge = BridgeProcess::start(bin, dir, args, &topic, backlog, BLACKHOLE, &[])?;
     bridge.wait_assigned(args.partitions).await?;
-    let before = bridge
-        .scrape()
-        .context("the bridge's /metrics did not answer")?;
+    let (bootstrap, paced_topic) = (args.bootstrap.clone(), topic.clone());
+    tokio::task::spawn_blocking(move || produce_paced(&bootstrap, &paced_topic, rate, 0, warmup))
+        .await??;
+    let before = bridge.wait_finished(warmup).await?;
     let pid = bridge.pid();
     let cpu_before = cpu_seconds(pid)?;
     let started = Instant::now();
     let (bootstrap, paced_topic) = (args.bootstrap.clone(), topic.clone());
-    let offered_per_s =
-        tokio::task::spawn_blocking(move || produce_paced(&bootstrap, &paced_topic, rate, count))
-            .await??;
+    let offered_per_s = tokio::task::spawn_blocking(move || {
+        produce_paced(&bootstrap, &paced_topic, rate, warmup, count)
+    })
+    .await??;
     let produced = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let after = loop {
-        bridge.check_alive()?;
-        if Instant::now() > deadline {
-            bail!("the bridge did not finish the latency phase's {count} tasks within 5 minutes");
-        }
-        if let Some(text) = bridge.scrape() {
-            let finished = polaris_bridge::demo::sum(&text, m::TASKS_FINISHED, None)
-                - polaris_bridge::demo::sum(&before, m::TASKS_FINISHED, None);
-            if finished >= count as f64 {
-                break text;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let after = bridge.wait_finished(warmup + count).await?;
     let drain_s = produced.elapsed().as_secs_f64();
     let cpu_cores = (cpu_seconds(pid)? - cpu_before) / started.elapsed().as_secs_f64();
     let peak_rss_mib = peak_rss_mib(pid)?;
@@ -1030,13 +1074,85 @@ async fn latency_run(bin: &Path, dir: &Path, args: &Args, rate: u64) -> anyhow::
     };
     Ok(Latency {
         rate,
+        transport,
         offered_per_s,
         durable: over_phase(m::DURABLE_LATENCY)
             .with_context(|| format!("no {} observations over the phase", m::DURABLE_LATENCY))?,
         delivery: over_phase(m::END_TO_END_LATENCY),
+        flush: over_phase(m::LOG_FLUSH_DURATION),
         cpu_cores,
         peak_rss_mib,
         drain_s,
+    })
+}
+
+/// The Kafka path alone: a bare consumer reads `topic` while `warmup + count` events are
+/// produced at `rate` per second; exact p50/p99 of message timestamp to poll over the events
+/// after the warm-up.
+fn transport_latency(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    rate: u64,
+    warmup: u64,
+    count: u64,
+) -> anyhow::Result<Quantiles> {
+    let consumer = subscribe_bare(bootstrap, topic)?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while consumer.assignment()?.count() < usize::try_from(partitions)? {
+        if Instant::now() > deadline {
+            bail!("the bare consumer got no assignment within 2 minutes");
+        }
+        if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+            eprintln!("bare consumer: {e}");
+        }
+    }
+    let measured_from = now_ms() + i64::try_from(warmup * 1000 / rate.max(1))?;
+    let (producer_bootstrap, producer_topic) = (bootstrap.to_string(), topic.to_string());
+    let producer = std::thread::spawn(move || {
+        produce_paced(
+            &producer_bootstrap,
+            &producer_topic,
+            rate,
+            0,
+            warmup + count,
+        )
+    });
+    let mut latencies = Vec::with_capacity(usize::try_from(count)?);
+    let mut seen = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen < warmup + count {
+        if Instant::now() > deadline {
+            bail!("the bare consumer read only {seen} paced messages within 5 minutes");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                seen += 1;
+                if let Some(ms) = message.timestamp().to_millis() {
+                    if ms >= measured_from {
+                        latencies.push((now_ms() - ms).max(0));
+                    }
+                }
+            }
+            Some(Err(e)) => eprintln!("bare consumer: {e}"),
+            None => {}
+        }
+    }
+    producer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the paced producer panicked"))??;
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+        latencies[rank - 1] as f64 / 1000.0
+    };
+    if latencies.is_empty() {
+        bail!("no paced message was read after the warm-up");
+    }
+    Ok(Quantiles {
+        p50: at(0.5),
+        p99: at(0.99),
+        count: latencies.len() as f64,
     })
 }
 
@@ -1059,10 +1175,17 @@ impl ProducerContext for DeliveryCounter {
     }
 }
 
-/// Produces `count` sample events (seed 7, JSON and Avro alternating) at `rate` per second,
-/// each with its event timestamp and Kafka timestamp set to the moment it is produced;
-/// returns the rate achieved. The producer lingers 5 ms (the Java client's default).
-fn produce_paced(bootstrap: &str, topic: &str, rate: u64, count: u64) -> anyhow::Result<f64> {
+/// Produces sample events `first` to `first + count - 1` (seed 7, JSON and Avro
+/// alternating) at `rate` per second, each with its event timestamp and Kafka timestamp set
+/// to the moment it is produced; returns the rate achieved. The producer lingers 5 ms (the
+/// Java client's default).
+fn produce_paced(
+    bootstrap: &str,
+    topic: &str,
+    rate: u64,
+    first: u64,
+    count: u64,
+) -> anyhow::Result<f64> {
     let producer: BaseProducer<DeliveryCounter> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
@@ -1073,10 +1196,10 @@ fn produce_paced(bootstrap: &str, topic: &str, rate: u64, count: u64) -> anyhow:
     while sent < count {
         let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(count);
         while sent < due {
-            let mut event = sample_event(sent, 7);
+            let mut event = sample_event(first + sent, 7);
             let now = now_ms();
             event.timestamp_ms = Some(now);
-            let value = encode_sample(usize::try_from(sent)?, &event);
+            let value = encode_sample(usize::try_from(first + sent)?, &event);
             let key = codec::record_key(&event);
             let mut record = BaseRecord::<[u8], [u8]>::to(topic)
                 .payload(&value)
@@ -1709,4 +1832,38 @@ fn dir_size(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_inside_buckets_like_prometheus() {
+        // 10 observations in (0, 0.1], 80 in (0.1, 0.5], 10 above 0.5.
+        let buckets = [(0.1, 10.0), (0.5, 90.0), (f64::INFINITY, 100.0)];
+        let q = |q| histogram_quantile(q, &buckets).unwrap();
+        assert!((q(0.05) - 0.05).abs() < 1e-9, "{}", q(0.05));
+        assert!((q(0.5) - 0.3).abs() < 1e-9, "{}", q(0.5));
+        assert_eq!(
+            q(0.99),
+            0.5,
+            "a rank in +Inf gives the highest finite bound"
+        );
+        assert_eq!(
+            histogram_quantile(0.5, &[(0.1, 0.0), (f64::INFINITY, 0.0)]),
+            None
+        );
+    }
+
+    #[test]
+    fn bucket_deltas_sum_the_label_sets() {
+        let before =
+            "x_bucket{connector=\"a\",le=\"0.1\"} 1\nx_bucket{connector=\"a\",le=\"+Inf\"} 2\n";
+        let after = "# TYPE x histogram\nx_bucket{connector=\"a\",le=\"0.1\"} 3\nx_bucket{connector=\"a\",le=\"+Inf\"} 6\nx_bucket{connector=\"b\",le=\"0.1\"} 1\nx_bucket{connector=\"b\",le=\"+Inf\"} 1\nx_sum 4\nx_count 7\n";
+        assert_eq!(
+            histogram_delta(after, before, "x"),
+            vec![(0.1, 3.0), (f64::INFINITY, 5.0)]
+        );
+    }
 }
