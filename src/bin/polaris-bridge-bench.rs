@@ -252,6 +252,7 @@ struct Results {
     peer: Vec<Deliveries>,
 }
 
+/// Runs the storage child, or else the chosen phases `--runs` times and prints the medians.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
