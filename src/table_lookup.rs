@@ -133,8 +133,9 @@ impl TableLookup {
                         running.spawn(async move { client.lookup_and_record(&request, &index).await });
                     }
                     Some(_) = running.join_next(), if !running.is_empty() => {}
-                    _ = shutdown.changed() => {
-                        if *shutdown.borrow() {
+                    changed = shutdown.changed() => {
+                        // A dropped sender means the bridge is gone: stop too.
+                        if changed.is_err() || *shutdown.borrow() {
                             break;
                         }
                     }

@@ -76,10 +76,13 @@ async fn stalled_connector_pauses_the_consumer_at_the_backlog_limit() {
         3_000.0
     );
     assert_eq!(bridge.metric(m::SOURCE_PAUSED, None), 0.0, "resumed");
-    // It started above the limit (the stalled run's backlog), so it paused, then resumed.
+    // It started above the limit (the stalled run's backlog). Whether the source saw that
+    // depends on how fast the dispatcher drains it (a first-attempt success writes nothing,
+    // so 231 tasks can be gone before the first poll): if it paused, it resumed.
     let log_text = bridge.log();
-    assert!(log_text.contains("paused=true"), "{log_text}");
-    assert!(log_text.contains("paused=false"), "{log_text}");
+    if log_text.contains("paused=true") {
+        assert!(log_text.contains("paused=false"), "{log_text}");
+    }
     wait_until(
         "offsets committed to the end",
         Duration::from_secs(30),
