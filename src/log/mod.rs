@@ -1,9 +1,10 @@
 //! The durable task log on sled: one record per task, deduplicated by task id.
 //!
-//! Layout (see [`store`]): records are keyed by `(connector number, sequence)` so that each
-//! connector's tasks sit together in creation order and inserts append; a small index maps a
-//! task id to its record's key for dedup and lookups. Beside it, [`table_index`] keeps what
-//! is known of each table (uuid, metadata location) to enrich events that lack it.
+//! Layout (see [`store`]): each task's immutable body is keyed by `(connector number,
+//! sequence)`, so each connector's tasks sit together in creation order and inserts append; its
+//! status is stored only when the connector's head does not imply it; a dedup index keyed by
+//! `(event second, task id)` maps ids to record keys. Beside it, [`table_index`] keeps what is
+//! known of each table (uuid, metadata location) to enrich events that lack it.
 
 pub mod record;
 pub mod store;
