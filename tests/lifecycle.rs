@@ -39,6 +39,49 @@ fn states(store: &std::path::Path) -> Vec<(String, TaskState)> {
         .collect()
 }
 
+/// Restarts the bridge on `store` with a fast connector and checks that every task of
+/// `events` is delivered: the set of task ids is exactly the expected one, all succeeded.
+fn restart_and_deliver_everything(
+    dir: &std::path::Path,
+    topic: &str,
+    group: &str,
+    store: &std::path::Path,
+    events: &[polaris_bridge_api::PolarisEvent],
+) {
+    let port = free_port();
+    let cfg = config(
+        topic,
+        "polaris-json",
+        group,
+        store,
+        port,
+        &slow_connector("5ms"),
+    );
+    let mut bridge = Bridge::start(dir, "second", &cfg, port);
+    wait_until(
+        "all delivered after restart",
+        Duration::from_secs(60),
+        || {
+            bridge.metric(m::BACKLOG, None) == 0.0
+                && bridge.metric(m::TASKS_FINISHED, Some("state=\"succeeded\"")) > 0.0
+        },
+    );
+    assert!(bridge.terminate(Duration::from_secs(30)).success());
+    let finals = states(store);
+    let got: HashSet<String> = finals.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(
+        got,
+        expected_ids("slow", events),
+        "nothing lost, nothing extra"
+    );
+    assert!(
+        finals
+            .iter()
+            .all(|(_, s)| matches!(s, TaskState::Succeeded { .. })),
+        "{finals:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_flight_drains_exits_zero_and_restart_continues() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,35 +155,7 @@ async fn sigterm_mid_flight_drains_exits_zero_and_restart_continues() {
     }
 
     // Restart with a fast connector: everything is delivered.
-    let port = free_port();
-    let cfg = config(
-        &topic,
-        "polaris-json",
-        &group,
-        &store,
-        port,
-        &slow_connector("5ms"),
-    );
-    let mut bridge = Bridge::start(dir.path(), "second", &cfg, port);
-    wait_until(
-        "all delivered after restart",
-        Duration::from_secs(60),
-        || {
-            bridge.metric(m::BACKLOG, None) == 0.0
-                && bridge.metric(m::TASKS_FINISHED, Some("state=\"succeeded\"")) > 0.0
-        },
-    );
-    assert!(bridge.terminate(Duration::from_secs(30)).success());
-    let finals = states(&store);
-    let expected = expected_ids("slow", &events);
-    let got: HashSet<String> = finals.iter().map(|(id, _)| id.clone()).collect();
-    assert_eq!(got, expected, "nothing lost, nothing extra");
-    assert!(
-        finals
-            .iter()
-            .all(|(_, s)| matches!(s, TaskState::Succeeded { .. })),
-        "{finals:?}"
-    );
+    restart_and_deliver_everything(dir.path(), &topic, &group, &store, &events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,31 +201,7 @@ async fn a_second_signal_exits_at_once_and_the_store_survives() {
     let (ok, stdout, stderr) = run_cli(&["store", "check", "--path", store.to_str().unwrap()], &[]);
     assert!(ok, "the store is intact: {stdout}{stderr}");
 
-    let port = free_port();
-    let cfg = config(
-        &topic,
-        "polaris-json",
-        &group,
-        &store,
-        port,
-        &slow_connector("5ms"),
-    );
-    let mut bridge = Bridge::start(dir.path(), "second", &cfg, port);
-    wait_until(
-        "all delivered after restart",
-        Duration::from_secs(60),
-        || {
-            bridge.metric(m::BACKLOG, None) == 0.0
-                && bridge.metric(m::TASKS_FINISHED, Some("state=\"succeeded\"")) > 0.0
-        },
-    );
-    assert!(bridge.terminate(Duration::from_secs(30)).success());
-    let finals = states(&store);
-    let got: HashSet<String> = finals.iter().map(|(id, _)| id.clone()).collect();
-    assert_eq!(got, expected_ids("slow", &events));
-    assert!(finals
-        .iter()
-        .all(|(_, s)| matches!(s, TaskState::Succeeded { .. })));
+    restart_and_deliver_everything(dir.path(), &topic, &group, &store, &events);
 }
 
 #[test]
