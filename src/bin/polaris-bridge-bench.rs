@@ -95,7 +95,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     batch_size: usize,
     /// sled cache in MiB, as the bridge's `store.cache_capacity_mb`.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 16)]
     cache_mb: u64,
     /// Latency phase: events produced per second (comma-separated: one phase per rate) ...
     #[arg(long, value_delimiter = ',', default_values_t = [20_000])]
