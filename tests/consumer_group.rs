@@ -5,17 +5,47 @@
 mod common;
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use polaris_bridge::metrics as m;
 use polaris_bridge_api::samples::sample_events;
+use polaris_bridge_api::PolarisEvent;
 
-fn extra(out: &std::path::Path) -> String {
+fn extra(out: &Path) -> String {
     format!(
         "[connectors.out]\ntype = \"file\"\npath = \"{}\"\n\n[[routes]]\nconnector = \"out\"\n",
         out.display()
     )
+}
+
+/// Starts one instance of the group: its own store (`store-{instance}`), its own file sink
+/// `out`, a fresh admin port. `name` names its log file.
+fn start_instance(
+    dir: &Path,
+    name: &str,
+    instance: &str,
+    topic: &str,
+    group: &str,
+    out: &Path,
+) -> Bridge {
+    let port = free_port();
+    let cfg = config(
+        topic,
+        "polaris-json",
+        group,
+        &dir.join(format!("store-{instance}")),
+        port,
+        &extra(out),
+    );
+    Bridge::start(dir, name, &cfg, port)
+}
+
+/// Produces `events` on a task of its own, so that the test can act while they flow.
+fn produce_in_background(topic: &str, events: &[PolarisEvent]) -> tokio::task::JoinHandle<()> {
+    let (topic, events) = (topic.to_string(), events.to_vec());
+    tokio::spawn(async move { produce_json(&topic, &events).await })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,25 +57,8 @@ async fn two_instances_in_one_group_lose_nothing_when_one_stops() {
     let out_a = dir.path().join("a.jsonl");
     let out_b = dir.path().join("b.jsonl");
 
-    let (port_a, port_b) = (free_port(), free_port());
-    let cfg_a = config(
-        &topic,
-        "polaris-json",
-        &group,
-        &dir.path().join("store-a"),
-        port_a,
-        &extra(&out_a),
-    );
-    let cfg_b = config(
-        &topic,
-        "polaris-json",
-        &group,
-        &dir.path().join("store-b"),
-        port_b,
-        &extra(&out_b),
-    );
-    let mut a = Bridge::start(dir.path(), "a", &cfg_a, port_a);
-    let mut b = Bridge::start(dir.path(), "b", &cfg_b, port_b);
+    let mut a = start_instance(dir.path(), "a", "a", &topic, &group, &out_a);
+    let mut b = start_instance(dir.path(), "b", "b", &topic, &group, &out_b);
     a.wait_ready();
     b.wait_ready();
     wait_until(
@@ -68,11 +81,7 @@ async fn two_instances_in_one_group_lose_nothing_when_one_stops() {
 
     // B leaves cleanly while events are still flowing.
     let second = sample_events(4_000, 22);
-    let producing = tokio::spawn({
-        let topic = topic.clone();
-        let second = second.clone();
-        async move { produce_json(&topic, &second).await }
-    });
+    let producing = produce_in_background(&topic, &second);
     assert!(
         b.terminate(Duration::from_secs(30)).success(),
         "clean stop exits 0"
@@ -86,23 +95,10 @@ async fn two_instances_in_one_group_lose_nothing_when_one_stops() {
 
     // B comes back on its own store (its recorded tasks are delivered), then A is killed -9
     // in the middle of a third batch and B takes over.
-    let port_b = free_port();
-    let cfg_b = config(
-        &topic,
-        "polaris-json",
-        &group,
-        &dir.path().join("store-b"),
-        port_b,
-        &extra(&out_b),
-    );
-    let b = Bridge::start(dir.path(), "b-again", &cfg_b, port_b);
+    let b = start_instance(dir.path(), "b-again", "b", &topic, &group, &out_b);
     b.wait_ready();
     let third = sample_events(4_000, 23);
-    let producing = tokio::spawn({
-        let topic = topic.clone();
-        let third = third.clone();
-        async move { produce_json(&topic, &third).await }
-    });
+    let producing = produce_in_background(&topic, &third);
     wait_until(
         "both instances consume the third batch",
         Duration::from_secs(60),
@@ -116,16 +112,7 @@ async fn two_instances_in_one_group_lose_nothing_when_one_stops() {
         || b.metric(m::ASSIGNED_PARTITIONS, None) == 4.0,
     );
     // A restarts on its store: the tasks it had recorded but not delivered are delivered now.
-    let port_a = free_port();
-    let cfg_a = config(
-        &topic,
-        "polaris-json",
-        &group,
-        &dir.path().join("store-a"),
-        port_a,
-        &extra(&out_a),
-    );
-    let _a = Bridge::start(dir.path(), "a-again", &cfg_a, port_a);
+    let _a = start_instance(dir.path(), "a-again", "a", &topic, &group, &out_a);
 
     let mut all = first.clone();
     all.extend(second);

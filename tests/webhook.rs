@@ -36,6 +36,21 @@ fn label(connector: &str) -> String {
     format!("connector=\"{connector}\"")
 }
 
+/// Starts `polaris-bridge run` on `topic` (stock JSON) in consumer group `group`, its store at
+/// `store`, with `extra` (connectors and routes) added to the configuration.
+fn start_bridge(
+    dir: &std::path::Path,
+    name: &str,
+    topic: &str,
+    group: &str,
+    store: &std::path::Path,
+    extra: &str,
+) -> Bridge {
+    let port = free_port();
+    let cfg = config(topic, "polaris-json", group, store, port, extra);
+    Bridge::start(dir, name, &cfg, port)
+}
+
 #[test]
 fn python_receiver_checks_the_reference_vector() {
     let out = std::process::Command::new("python3")
@@ -66,10 +81,8 @@ async fn every_delivery_verifies_and_tampering_or_a_wrong_secret_fails() {
     let new = secret_file(dir.path(), "new.secret", SECRET_B);
     let extra = webhook("rotating", &rotating.url, &[&old, &new], "ordered = false")
         + &webhook("wrong", &stranger.url, &[&old], "ordered = false");
-    let port = free_port();
     let store = dir.path().join("store");
-    let cfg = config(&topic, "polaris-json", &unique("g"), &store, port, &extra);
-    let mut bridge = Bridge::start(dir.path(), "bridge", &cfg, port);
+    let mut bridge = start_bridge(dir.path(), "bridge", &topic, &unique("g"), &store, &extra);
 
     let expected = expected_ids("rotating", &events);
     wait_until("every event delivered", Duration::from_secs(60), || {
@@ -219,10 +232,8 @@ async fn flaky_endpoints_get_every_task_with_one_id_and_retries_keep_their_dista
         &[&secret],
         &format!("{common}\ncircuit_breaker = {{ failures = 3, cooldown = \"1s\" }}"),
     );
-    let port = free_port();
     let store = dir.path().join("store");
-    let cfg = config(&topic, "polaris-json", &unique("g"), &store, port, &extra);
-    let mut bridge = Bridge::start(dir.path(), "bridge", &cfg, port);
+    let mut bridge = start_bridge(dir.path(), "bridge", &topic, &unique("g"), &store, &extra);
 
     // Connection refused for a while: the circuit opens, probes fail, then the receiver
     // starts.
@@ -363,9 +374,7 @@ async fn gone_disables_and_bad_request_dead_letters_while_a_healthy_endpoint_get
         );
     let store = dir.path().join("store");
     let group = unique("g");
-    let port = free_port();
-    let cfg = config(&topic, "polaris-json", &group, &store, port, &extra);
-    let mut bridge = Bridge::start(dir.path(), "bridge", &cfg, port);
+    let mut bridge = start_bridge(dir.path(), "bridge", &topic, &group, &store, &extra);
 
     let expected = expected_ids("healthy", &events);
     let started = std::time::Instant::now();
@@ -430,9 +439,7 @@ async fn gone_disables_and_bad_request_dead_letters_while_a_healthy_endpoint_get
     // every waiting task is delivered.
     gone.stop();
     let back = Receiver::start_on(dir.path(), "back", gone_port, &[SECRET_A], &[]);
-    let port = free_port();
-    let cfg = config(&topic, "polaris-json", &group, &store, port, &extra);
-    let mut bridge = Bridge::start(dir.path(), "bridge-2", &cfg, port);
+    let mut bridge = start_bridge(dir.path(), "bridge-2", &topic, &group, &store, &extra);
     let expected = expected_ids("gone", &events);
     wait_until("waiting tasks delivered", Duration::from_secs(60), || {
         back.delivered_ids() == expected
@@ -469,16 +476,14 @@ async fn filters_send_only_matching_events_and_the_rate_limit_paces() {
         &[&secret],
         "filter = { event_types = [\"AFTER_DROP_*\", \"BEFORE_CREATE_VIEW\"] }",
     );
-    let port = free_port();
-    let cfg = config(
+    let mut bridge = start_bridge(
+        dir.path(),
+        "bridge",
         &topic,
-        "polaris-json",
         &unique("g"),
         &store(&dir),
-        port,
         &extra,
     );
-    let mut bridge = Bridge::start(dir.path(), "bridge", &cfg, port);
 
     let glob =
         |p: &str, v: Option<String>| v.is_some_and(|v| glob::Pattern::new(p).unwrap().matches(&v));
@@ -586,16 +591,14 @@ async fn https_with_a_custom_ca_and_an_untrusted_certificate_is_not_delivered() 
         &[&secret],
         "retry = { max_attempts = 3, initial_interval = \"100ms\", max_interval = \"200ms\" }\ncircuit_breaker = { failures = 0 }",
     );
-    let port = free_port();
-    let cfg = config(
+    let mut bridge = start_bridge(
+        dir.path(),
+        "bridge",
         &topic,
-        "polaris-json",
         &unique("g"),
         &store(&dir),
-        port,
         &extra,
     );
-    let mut bridge = Bridge::start(dir.path(), "bridge", &cfg, port);
     let expected = expected_ids("trusting", &events);
     wait_until("delivered over https", Duration::from_secs(60), || {
         tls.delivered_ids() == expected
