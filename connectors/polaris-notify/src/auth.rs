@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use std::sync::Mutex;
+use tokio::sync::Notify;
 
 /// Refresh this long before the advertised expiry.
 const EARLY: Duration = Duration::from_secs(30);
@@ -82,7 +83,28 @@ pub struct TokenSource {
     secret: String,
     scope: String,
     realm: Option<String>,
-    cached: Mutex<Option<Cached>>,
+    cached: Mutex<TokenCache>,
+    /// Wakes the callers that waited for a fetch under way.
+    fetched: Notify,
+}
+
+/// The cached token, and whether a caller is fetching a new one (one fetch at a time: the
+/// others wait for it instead of asking the endpoint too).
+#[derive(Default)]
+struct TokenCache {
+    token: Option<Cached>,
+    fetching: bool,
+}
+
+/// Marks the fetch under way as over when dropped (also when the fetching caller is
+/// cancelled), and wakes the waiting callers.
+struct FetchGuard<'a>(&'a TokenSource);
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        self.0.with_cache(|cache| cache.fetching = false);
+        self.0.fetched.notify_waiters();
+    }
 }
 
 impl TokenSource {
@@ -102,41 +124,67 @@ impl TokenSource {
             secret,
             scope,
             realm,
-            cached: Mutex::new(None),
+            cached: Mutex::new(TokenCache::default()),
+            fetched: Notify::new(),
         }
     }
 
-    /// A valid token: the cached one, or a fresh one. The cache's lock is never held across
-    /// the fetch: concurrent callers that miss may each fetch, and the last one is kept.
+    /// A valid token: the cached one, or a fresh one. One caller fetches at a time; callers
+    /// that miss meanwhile wait for its token (and fetch themselves only if it failed). The
+    /// cache's lock is never held across an `.await`.
     pub async fn token(&self) -> Result<String, TokenError> {
-        let now = Instant::now();
-        if let Some(token) = self.with_cache(|cached| {
-            cached
-                .as_ref()
-                .filter(|c| now < c.refresh_at)
-                .map(|c| c.token.clone())
-        }) {
-            return Ok(token);
+        loop {
+            let now = Instant::now();
+            let wait = {
+                let mut cache = self
+                    .cached
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(token) = cache
+                    .token
+                    .as_ref()
+                    .filter(|c| now < c.refresh_at)
+                    .map(|c| c.token.clone())
+                {
+                    return Ok(token);
+                }
+                if cache.fetching {
+                    // Created under the lock, so the fetcher's wake-up cannot be missed.
+                    Some(self.fetched.notified())
+                } else {
+                    cache.fetching = true;
+                    None
+                }
+            };
+            if let Some(fetched) = wait {
+                fetched.await;
+                continue;
+            }
+            let guard = FetchGuard(self);
+            let fresh = self.fetch().await;
+            let result = fresh.map(|fresh| {
+                let token = fresh.token.clone();
+                self.with_cache(|cache| cache.token = Some(fresh));
+                token
+            });
+            drop(guard);
+            return result;
         }
-        let fresh = self.fetch().await?;
-        let token = fresh.token.clone();
-        self.with_cache(|cached| *cached = Some(fresh));
-        Ok(token)
     }
 
     /// Forgets `stale` (a token the server answered 401 to), so the next call fetches anew.
     /// A token fetched meanwhile by a concurrent request is kept.
     pub async fn invalidate(&self, stale: &str) {
-        self.with_cache(|cached| {
-            if cached.as_ref().is_some_and(|c| c.token == stale) {
-                *cached = None;
+        self.with_cache(|cache| {
+            if cache.token.as_ref().is_some_and(|c| c.token == stale) {
+                cache.token = None;
             }
         });
     }
 
     /// Runs `f` on the cache under its lock (a poisoned lock is taken over: the cache holds
     /// only a token, which a fetch replaces).
-    fn with_cache<T>(&self, f: impl FnOnce(&mut Option<Cached>) -> T) -> T {
+    fn with_cache<T>(&self, f: impl FnOnce(&mut TokenCache) -> T) -> T {
         let mut guard = self
             .cached
             .lock()
@@ -188,5 +236,96 @@ impl TokenSource {
             token: parsed.access_token,
             refresh_at: Instant::now() + lifetime.saturating_sub(EARLY.min(lifetime / 2)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A token endpoint on 127.0.0.1 that answers each request after `delay`, with token
+    /// `t{n}` for its n-th request, counting them.
+    fn token_endpoint(delay: Duration) -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/oauth/tokens", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let served = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf);
+                    std::thread::sleep(delay);
+                    let body = format!(
+                        r#"{{"access_token":"t{n}","token_type":"bearer","expires_in":3600}}"#
+                    );
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn source(url: String) -> TokenSource {
+        TokenSource::new(
+            reqwest::Client::new(),
+            url,
+            "client".into(),
+            "secret".into(),
+            "PRINCIPAL_ROLE:ALL".into(),
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch() {
+        let (url, requests) = token_endpoint(Duration::from_millis(300));
+        let tokens = Arc::new(source(url));
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let tokens = tokens.clone();
+                tokio::spawn(async move { tokens.token().await.unwrap() })
+            })
+            .collect();
+        for caller in callers {
+            assert_eq!(caller.await.unwrap(), "t1");
+        }
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            1,
+            "one fetch for 8 callers"
+        );
+
+        // After a 401 the stale token is forgotten and the next callers share one new fetch.
+        tokens.invalidate("t1").await;
+        let (a, b) = tokio::join!(tokens.token(), tokens.token());
+        assert_eq!(
+            (a.unwrap(), b.unwrap()),
+            ("t2".to_string(), "t2".to_string())
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_fetch_does_not_block_the_next_caller() {
+        let (url, requests) = token_endpoint(Duration::from_millis(500));
+        let tokens = source(url);
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), tokens.token()).await;
+        assert!(cancelled.is_err(), "the first fetch was cut short");
+        let token = tokio::time::timeout(Duration::from_secs(5), tokens.token())
+            .await
+            .expect("the next caller fetches instead of waiting forever")
+            .unwrap();
+        assert_eq!(token, "t2");
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
     }
 }
