@@ -308,6 +308,32 @@ impl DeliveryMetrics {
             succeeded: counter!(m::TASKS_FINISHED, "connector" => connector.to_string(), "state" => "succeeded"),
         }
     }
+
+    /// One delivery of `connector` and its outcome (`label`, as in the deliveries metric).
+    fn delivery(&self, connector: &str, label: &'static str, elapsed: Duration) {
+        self.duration.record(elapsed.as_secs_f64());
+        if label == "success" {
+            self.delivered.increment(1);
+        } else {
+            counter!(m::DELIVERIES, "connector" => connector.to_string(), "outcome" => label)
+                .increment(1);
+        }
+    }
+
+    /// A task of `connector` reached the final state `state` at `now_ms`; a success also
+    /// records the time since its event (`event_ms`).
+    fn finished(&self, connector: &str, state: &TaskState, event_ms: Option<i64>, now_ms: i64) {
+        if !matches!(state, TaskState::Succeeded { .. }) {
+            counter!(m::TASKS_FINISHED, "connector" => connector.to_string(), "state" => state.name())
+                .increment(1);
+            return;
+        }
+        if let Some(event_ms) = event_ms {
+            self.end_to_end
+                .record(((now_ms - event_ms).max(0) as f64) / 1000.0);
+        }
+        self.succeeded.increment(1);
+    }
 }
 
 impl Dispatcher {
@@ -668,30 +694,24 @@ impl Dispatcher {
         let Some(entry) = window.get_mut(&done.seq) else {
             return Ok(());
         };
-        let connector = &self.name;
-        self.metrics.duration.record(done.elapsed.as_secs_f64());
         let outcome_label = match &done.result {
             Ok(DeliveryOutcome::Delivered) => "success",
             Ok(DeliveryOutcome::AlreadyDone(_)) => "already_done",
             Err(e) => e.label(),
         };
-        if matches!(done.result, Ok(DeliveryOutcome::Delivered)) {
-            self.metrics.delivered.increment(1);
-        } else {
-            counter!(m::DELIVERIES, "connector" => connector.clone(), "outcome" => outcome_label)
-                .increment(1);
-        }
+        self.metrics
+            .delivery(&self.name, outcome_label, done.elapsed);
         let now = now_ms();
         if matches!(done.result, Ok(DeliveryOutcome::Delivered))
             && !self.log.has_status(entry.key)?
         {
             // A first-attempt success: nothing to write, the head will pass it.
-            if let Some(event_ms) = done.event_ms {
-                self.metrics
-                    .end_to_end
-                    .record(((now - event_ms).max(0) as f64) / 1000.0);
-            }
-            self.metrics.succeeded.increment(1);
+            self.metrics.finished(
+                &self.name,
+                &TaskState::Succeeded { note: None },
+                done.event_ms,
+                now,
+            );
             window.remove(&done.seq);
             unpersisted.insert(done.seq, Instant::now());
             self.unfinished.fetch_sub(1, Ordering::Relaxed);
@@ -827,17 +847,7 @@ impl Dispatcher {
                 if let TaskState::Dead { reason } = state {
                     tracing::warn!(connector = %self.name, task_id = %TaskId::from_bytes(record.task_id), %reason, "task dead-lettered");
                 }
-                if let (TaskState::Succeeded { .. }, Some(event_ms)) = (state, done.event_ms) {
-                    self.metrics
-                        .end_to_end
-                        .record(((now - event_ms).max(0) as f64) / 1000.0);
-                }
-                if matches!(state, TaskState::Succeeded { .. }) {
-                    self.metrics.succeeded.increment(1);
-                } else {
-                    counter!(m::TASKS_FINISHED, "connector" => connector.clone(), "state" => state.name())
-                        .increment(1);
-                }
+                self.metrics.finished(&self.name, state, done.event_ms, now);
                 window.remove(&done.seq);
                 self.unfinished.fetch_sub(1, Ordering::Relaxed);
                 self.backlog.finish_one();

@@ -96,6 +96,16 @@ struct TokenCache {
     fetching: bool,
 }
 
+/// What a caller of [`TokenSource::token`] found in the cache.
+enum Lookup<'a> {
+    /// A valid token.
+    Cached(String),
+    /// Another caller is fetching: wait for it, then look again.
+    Wait(tokio::sync::futures::Notified<'a>),
+    /// Nobody is fetching: this caller fetches (the cache is marked).
+    Fetch,
+}
+
 /// Marks the fetch under way as over when dropped (also when the fetching caller is
 /// cancelled), and wakes the waiting callers.
 struct FetchGuard<'a>(&'a TokenSource);
@@ -135,30 +145,24 @@ impl TokenSource {
     pub async fn token(&self) -> Result<String, TokenError> {
         loop {
             let now = Instant::now();
-            let wait = {
-                let mut cache = self
-                    .cached
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(token) = cache
-                    .token
-                    .as_ref()
-                    .filter(|c| now < c.refresh_at)
-                    .map(|c| c.token.clone())
-                {
-                    return Ok(token);
-                }
-                if cache.fetching {
+            let lookup = self.with_cache(|cache| {
+                if let Some(cached) = cache.token.as_ref().filter(|c| now < c.refresh_at) {
+                    Lookup::Cached(cached.token.clone())
+                } else if cache.fetching {
                     // Created under the lock, so the fetcher's wake-up cannot be missed.
-                    Some(self.fetched.notified())
+                    Lookup::Wait(self.fetched.notified())
                 } else {
                     cache.fetching = true;
-                    None
+                    Lookup::Fetch
                 }
-            };
-            if let Some(fetched) = wait {
-                fetched.await;
-                continue;
+            });
+            match lookup {
+                Lookup::Cached(token) => return Ok(token),
+                Lookup::Wait(fetched) => {
+                    fetched.await;
+                    continue;
+                }
+                Lookup::Fetch => {}
             }
             let guard = FetchGuard(self);
             let fresh = self.fetch().await;
