@@ -44,20 +44,12 @@ pub fn describe() {
 /// The metric handles of one endpoint. The common path's series (a 2xx answer, a
 /// successful delivery, the request duration) are registered once, so recording them
 /// neither allocates labels nor looks the series up.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct EndpointMetrics {
     connector: String,
     duration: metrics::Histogram,
     answered_2xx: metrics::Counter,
     delivered: metrics::Counter,
-}
-
-impl std::fmt::Debug for EndpointMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EndpointMetrics")
-            .field("connector", &self.connector)
-            .finish_non_exhaustive()
-    }
 }
 
 impl EndpointMetrics {
