@@ -1194,6 +1194,8 @@ mod tests {
                 self.log.insert(self.number, &record).unwrap(),
                 InsertOutcome::Created(_)
             ));
+            // What the source does before it wakes a dispatcher.
+            self.log.flush().unwrap();
             self.unfinished.fetch_add(1, Ordering::SeqCst);
             self.backlog.add(1);
             self.notify.notify_one();

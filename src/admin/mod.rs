@@ -744,6 +744,7 @@ mod tests {
                 InsertOutcome::Created(_)
             ));
         }
+        log.flush().unwrap();
         let page = list_tasks(&log, &filter(&[("catalog", "prod")])).unwrap();
         assert_eq!(page.tasks.len(), 2);
         assert_eq!(page.tasks[0].table.as_deref(), Some("orders_2"));

@@ -1,11 +1,13 @@
 //! The durable task log on sled: one record per task, deduplicated by task id.
 //!
-//! Layout (see [`store`]): each task's immutable body is keyed by `(connector number,
-//! sequence)`, so each connector's tasks sit together in creation order and inserts append; its
+//! Layout (see [`store`]): each task's immutable body has the key `(connector number,
+//! sequence)` and is stored in a [`chunk`] with the bodies of the tasks created next to it, so
+//! each connector's tasks sit together in creation order and new chunks append; its
 //! status is stored only when the connector's head does not imply it; a dedup index keyed by
 //! `(event second, task id)` maps ids to record keys. Beside it, [`table_index`] keeps what is
 //! known of each table (uuid, metadata location) to enrich events that lack it.
 
+pub mod chunk;
 pub mod record;
 pub mod store;
 pub mod table_index;

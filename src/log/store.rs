@@ -1,11 +1,15 @@
 //! The sled store behind the task log.
 //!
-//! Trees:
-//! - `tasks`: `connector number (u16 BE) ++ sequence (u64 BE)` -> the task's body (id, event,
-//!   source position, ordering key), written once when the task is created and never changed.
-//!   Sequences come from sled's monotonic id generator, allocated and written under one lock,
-//!   so each connector's tasks are in creation order, new records append at the end of its
-//!   range, and a reader never sees a sequence appear behind one it has already passed.
+//! A task's record key is `connector number (u16 BE) ++ sequence (u64 BE)`. Trees:
+//! - `chunks`: the tasks' bodies (id, event, source position, ordering key), each written once
+//!   and never changed, in [chunks](super::chunk) of up to 64 consecutive tasks of one
+//!   connector, keyed by the record key of their first task. Sequences come from sled's
+//!   monotonic id generator, allocated under the append lock that also holds each connector's
+//!   open chunk; a chunk is written when it is full, when the log is flushed, or before any
+//!   other write of that connector's bodies, so each connector's tasks are in creation order,
+//!   new chunks append at the end of its range, and a reader never sees a sequence appear
+//!   behind one it has already passed. A task is readable once its chunk is written: the
+//!   source flushes before it wakes a dispatcher.
 //! - `states`: record key -> the task's status (state, attempts, history, checkpoint), written
 //!   only when the task's state differs from what the log implies. A task without a status is
 //!   pending when its sequence is at or above its connector's head, and succeeded (on its
@@ -28,15 +32,18 @@
 //! drops tasks that finished (or, without a status, were created) before the cutoff.
 //!
 //! An operator's retry of a dead task moves its record to a new sequence (the dispatcher only
-//! reads forward from its cursor), in one sled transaction over `tasks` and `ids`.
+//! reads forward from its cursor), in one sled transaction over `chunks`, `states` and `ids`.
 //!
-//! A new task claims its index entry first (the claim is the dedup check), then writes its
-//! record, both under the append lock. A crash between the two writes can keep an entry
-//! without its record; the message's offset was not stored (that waits for the flush), so it
-//! is consumed again, and the insert takes such an orphaned entry over instead of counting a
-//! duplicate.
+//! A new task claims its index entry first (the claim is the dedup check), then adds its body
+//! to its connector's open chunk, both under the append lock. A crash before the chunk is
+//! written can keep an entry without its record; the message's offset was not stored (that
+//! waits for the flush), so it is consumed again, and the insert takes such an orphaned entry
+//! over instead of counting a duplicate.
+//!
+//! Format 2 (one `tasks` entry per body) is migrated to chunks when it is opened.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -44,10 +51,13 @@ use polaris_bridge_api::TaskId;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
+use super::chunk::{self, OpenChunk};
 use super::record::{RejectedRecord, ReplayRecord, TaskRecord, TaskState};
 
-/// The store format this build reads and writes (2: bodies and sparse statuses).
-const FORMAT_VERSION: u32 = 2;
+/// The store format this build reads and writes (3: bodies in chunks, sparse statuses).
+const FORMAT_VERSION: u32 = 3;
+/// The format before chunks (one `tasks` entry per body), migrated on open.
+const FORMAT_UNCHUNKED: u32 = 2;
 const META_FORMAT: &[u8] = b"format_version";
 const META_CONNECTOR: &str = "connector/";
 const META_HEAD: &str = "head/";
@@ -224,10 +234,110 @@ pub enum LogError {
     Refused(String),
 }
 
+/// One task's body, read in place from its chunk.
+struct StoredBody {
+    /// The task's record key.
+    key: RecordKey,
+    /// The key of the chunk holding it.
+    chunk_key: [u8; 10],
+    /// The chunk's bytes.
+    chunk: sled::IVec,
+    /// Where the body lies in `chunk`.
+    range: Range<usize>,
+}
+
+impl StoredBody {
+    fn bytes(&self) -> &[u8] {
+        self.chunk.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+/// Task bodies in record key order between two keys (both included), chunk by chunk. A chunk
+/// that does not decode, or holds tasks out of order, is reported as an error and skipped.
+struct Bodies {
+    chunks: sled::Iter,
+    lower: RecordKey,
+    upper: RecordKey,
+    chunk_key: [u8; 10],
+    chunk: sled::IVec,
+    entries: std::vec::IntoIter<(u64, Range<usize>)>,
+    /// The last key yielded, to catch chunks that overlap.
+    last: Option<RecordKey>,
+    done: bool,
+}
+
+impl Iterator for Bodies {
+    type Item = Result<StoredBody, LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some((seq, range)) = self.entries.next() {
+                let chunk_key = RecordKey::from_bytes(&self.chunk_key)?;
+                let key = RecordKey {
+                    connector: chunk_key.connector,
+                    seq,
+                };
+                if key < chunk_key || self.last.is_some_and(|last| key <= last) {
+                    self.entries = Vec::new().into_iter();
+                    return Some(Err(LogError::Corrupt {
+                        key: chunk_key.to_token(),
+                        message: format!(
+                            "chunk holds sequence {seq} out of order (below its key or an earlier task)"
+                        ),
+                    }));
+                }
+                self.last = Some(key);
+                if key < self.lower {
+                    continue;
+                }
+                if key > self.upper {
+                    self.done = true;
+                    return None;
+                }
+                return Some(Ok(StoredBody {
+                    key,
+                    chunk_key: self.chunk_key,
+                    chunk: self.chunk.clone(),
+                    range,
+                }));
+            }
+            let (k, v) = match self.chunks.next()? {
+                Ok(entry) => entry,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let Some(chunk_key) = RecordKey::from_bytes(&k) else {
+                return Some(Err(LogError::Corrupt {
+                    key: hex::encode(&k),
+                    message: "chunk key is not 10 bytes".into(),
+                }));
+            };
+            match chunk::entries(&v) {
+                Ok(entries) => {
+                    self.chunk_key = chunk_key.to_bytes();
+                    self.chunk = v;
+                    self.entries = entries.into_iter();
+                }
+                Err(e) => {
+                    return Some(Err(LogError::Corrupt {
+                        key: chunk_key.to_token(),
+                        message: format!("chunk does not decode: {e}"),
+                    }))
+                }
+            }
+        }
+    }
+}
+
+/// Each connector's open chunk: bodies of new tasks not yet written.
+type OpenChunks = HashMap<u16, OpenChunk>;
+
 /// The task log.
 pub struct TaskLog {
     db: sled::Db,
-    tasks: sled::Tree,
+    chunks: sled::Tree,
     states: sled::Tree,
     ids: sled::Tree,
     rejected: sled::Tree,
@@ -235,9 +345,10 @@ pub struct TaskLog {
     meta: sled::Tree,
     /// Connector numbers by name, mirrored from `meta`.
     connectors: Mutex<HashMap<String, u16>>,
-    /// Held while a sequence is allocated and its record written, so records become visible
-    /// in sequence order (the dispatcher reads forward and never looks back).
-    append: Mutex<()>,
+    /// Held while a sequence is allocated and its body added to its connector's open chunk,
+    /// and while a chunk is written, so records become visible in sequence order (the
+    /// dispatcher reads forward and never looks back).
+    append: Mutex<OpenChunks>,
 }
 
 impl TaskLog {
@@ -284,6 +395,9 @@ impl TaskLog {
                 meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
             }
             Some(found) if found.as_ref() == FORMAT_VERSION.to_be_bytes() => {}
+            Some(found) if found.as_ref() == FORMAT_UNCHUNKED.to_be_bytes() => {
+                migrate_to_chunks(&db, &meta)?
+            }
             Some(found) => {
                 return Err(LogError::Incompatible {
                     path: path.to_path_buf(),
@@ -307,7 +421,7 @@ impl TaskLog {
             connectors.insert(name, number);
         }
         Ok(TaskLog {
-            tasks: db.open_tree("tasks")?,
+            chunks: db.open_tree("chunks")?,
             states: db.open_tree("states")?,
             ids: db.open_tree("ids")?,
             rejected: db.open_tree("rejected")?,
@@ -315,14 +429,70 @@ impl TaskLog {
             meta,
             db,
             connectors: Mutex::new(connectors),
-            append: Mutex::new(()),
+            append: Mutex::new(HashMap::new()),
         })
     }
 
-    fn append_lock(&self) -> Result<MutexGuard<'_, ()>, LogError> {
+    fn append_lock(&self) -> Result<MutexGuard<'_, OpenChunks>, LogError> {
         self.append
             .lock()
             .map_err(|_| LogError::Refused("task log append lock poisoned".into()))
+    }
+
+    /// Writes the open chunk of `connector`, if it holds anything (under the append lock).
+    fn write_open_chunk(&self, open: &mut OpenChunks, connector: u16) -> Result<(), LogError> {
+        match open.get_mut(&connector) {
+            Some(chunk) => write_chunk(&self.chunks, connector, chunk),
+            None => Ok(()),
+        }
+    }
+
+    /// Task bodies from `lower` to `upper` (both included), in key order.
+    fn bodies(&self, lower: RecordKey, upper: RecordKey) -> Result<Bodies, LogError> {
+        // The chunk holding `lower` is the last one at or below it.
+        let floor = RecordKey {
+            connector: lower.connector,
+            seq: 0,
+        };
+        let start = match self
+            .chunks
+            .range(floor.to_bytes()..=lower.to_bytes())
+            .next_back()
+        {
+            Some(entry) => entry?.0.to_vec(),
+            None => lower.to_bytes().to_vec(),
+        };
+        Ok(Bodies {
+            chunks: self
+                .chunks
+                .range::<Vec<u8>, _>(start..=upper.to_bytes().to_vec()),
+            lower,
+            upper,
+            chunk_key: [0; 10],
+            chunk: sled::IVec::default(),
+            entries: Vec::new().into_iter(),
+            last: None,
+            done: false,
+        })
+    }
+
+    /// The body of the task at `key`, if its chunk is written.
+    fn body(&self, key: RecordKey) -> Result<Option<StoredBody>, LogError> {
+        self.bodies(key, key)?.next().transpose()
+    }
+
+    /// Whether the task at `key` has a record: written, or in its connector's open chunk.
+    fn holds_record(&self, open: &OpenChunks, key_bytes: &[u8]) -> Result<bool, LogError> {
+        let Some(key) = RecordKey::from_bytes(key_bytes) else {
+            return Ok(false);
+        };
+        if open
+            .get(&key.connector)
+            .is_some_and(|c| c.contains(key.seq))
+        {
+            return Ok(true);
+        }
+        Ok(self.body(key)?.is_some())
     }
 
     /// The name of connector number `number` (its number in brackets when unknown).
@@ -364,12 +534,12 @@ impl TaskLog {
     #[allow(clippy::type_complexity)]
     fn read(&self, key: RecordKey) -> Result<Option<(TaskRecord, Option<sled::IVec>)>, LogError> {
         let key_bytes = key.to_bytes();
-        let Some(body) = self.tasks.get(key_bytes)? else {
+        let Some(body) = self.body(key)? else {
             return Ok(None);
         };
         let status = self.states.get(key_bytes)?;
         let head = self.head(key.connector)?;
-        let record = self.compose(key, &body, status.as_deref(), head)?;
+        let record = self.compose(key, body.bytes(), status.as_deref(), head)?;
         Ok(Some((record, status)))
     }
 
@@ -397,8 +567,10 @@ impl TaskLog {
     }
 
     /// Records a new task unless its id is already in the log.
-    /// A new pending task is one write (its body): its status is implied. A record in any
-    /// other state (an import, a test) also gets its status written.
+    /// A new pending task is one write (its dedup entry) and a place in its connector's open
+    /// chunk: its status is implied. A record in any other state (an import, a test) also gets
+    /// its status written. The task is readable once its chunk is written (at the latest by
+    /// [`TaskLog::flush`]).
     pub fn insert(&self, connector: u16, record: &TaskRecord) -> Result<InsertOutcome, LogError> {
         let dedup_key = dedup_key(record);
         let body = encode_body(record)?;
@@ -411,7 +583,7 @@ impl TaskLog {
         } else {
             Some(encode_status(record)?)
         };
-        let guard = self.append_lock()?;
+        let mut open = self.append_lock()?;
         let key = RecordKey {
             connector,
             seq: self.db.generate_id()?,
@@ -428,11 +600,11 @@ impl TaskLog {
                 Ok(()) => break,
                 Err(conflict) => match conflict.current {
                     None => expected = None,
-                    Some(holder) if self.tasks.contains_key(&holder)? => {
+                    Some(holder) if self.holds_record(&open, &holder)? => {
                         return Ok(InsertOutcome::Duplicate)
                     }
-                    // An entry without its record: a crash came between the two writes, so the
-                    // message came back (its offset was never stored). Take the entry over.
+                    // An entry without its record: a crash came before its chunk was written,
+                    // so the message came back (its offset was never stored). Take it over.
                     Some(orphan) => expected = Some(orphan),
                 },
             }
@@ -440,13 +612,27 @@ impl TaskLog {
         if let Some(status) = status {
             self.states.insert(key_bytes, status)?;
         }
-        self.tasks.insert(key_bytes, body)?;
-        drop(guard);
+        if open
+            .get(&connector)
+            .is_some_and(|chunk| chunk.is_full_for(body.len()))
+        {
+            self.write_open_chunk(&mut open, connector)?;
+        }
+        open.entry(connector).or_default().push(key.seq, body);
+        drop(open);
         Ok(InsertOutcome::Created(key))
     }
 
-    /// Makes every write so far durable. Returns the bytes flushed.
+    /// Writes the open chunks and makes every write so far durable. Returns the bytes
+    /// flushed.
     pub fn flush(&self) -> Result<usize, LogError> {
+        {
+            let mut open = self.append_lock()?;
+            let connectors: Vec<u16> = open.keys().copied().collect();
+            for connector in connectors {
+                self.write_open_chunk(&mut open, connector)?;
+            }
+        }
         Ok(self.db.flush()?)
     }
 
@@ -534,13 +720,11 @@ impl TaskLog {
         let head = self.head(connector)?;
         let mut out = Vec::new();
         let mut last_seen = None;
-        for entry in self.tasks.range(start.to_bytes()..=end.to_bytes()) {
-            let (k, v) = entry?;
-            let Some(key) = RecordKey::from_bytes(&k) else {
-                continue;
-            };
+        for body in self.bodies(start, end)? {
+            let body = body?;
+            let key = body.key;
             last_seen = Some(key.seq);
-            let status = self.states.get(&k)?;
+            let status = self.states.get(key.to_bytes())?;
             if let Some(status) = &status {
                 if status_is_final(key, status)? {
                     continue;
@@ -548,7 +732,7 @@ impl TaskLog {
             } else if key.seq < head {
                 continue;
             }
-            let record = self.compose(key, &v, status.as_deref(), head)?;
+            let record = self.compose(key, body.bytes(), status.as_deref(), head)?;
             if !record.state.is_final() {
                 out.push((key, record));
                 if out.len() >= limit {
@@ -574,12 +758,9 @@ impl TaskLog {
             seq: u64::MAX,
         };
         let mut count = 0;
-        for entry in self.tasks.range(start.to_bytes()..=end.to_bytes()) {
-            let (k, _) = entry?;
-            let Some(key) = RecordKey::from_bytes(&k) else {
-                continue;
-            };
-            match self.states.get(&k)? {
+        for body in self.bodies(start, end)? {
+            let key = body?.key;
+            match self.states.get(key.to_bytes())? {
                 Some(status) if status_is_final(key, &status)? => {}
                 _ => count += 1,
             }
@@ -645,50 +826,105 @@ impl TaskLog {
         let mut removed = 0;
         for (_, connector) in self.connectors() {
             let head = self.head(connector)?;
+            if head == 0 {
+                continue;
+            }
             let start = RecordKey { connector, seq: 0 };
-            let end = RecordKey {
+            let last = RecordKey {
                 connector,
-                seq: head,
+                seq: head - 1,
             };
-            for entry in self.tasks.range(start.to_bytes()..end.to_bytes()) {
-                let (k, v) = entry?;
-                let Some(key) = RecordKey::from_bytes(&k) else {
-                    continue;
-                };
-                let status = self.states.get(&k)?;
-                let record = self.compose(key, &v, status.as_deref(), head)?;
-                if !record.state.is_final() {
-                    continue;
-                }
-                if record.updated_ms >= cutoff_ms {
-                    if status.is_none() {
-                        // Creation order: every later task without a status is newer still.
-                        break;
+            for entry in self.chunks.range(start.to_bytes()..=last.to_bytes()) {
+                let (chunk_key, chunk_bytes) = entry?;
+                let (gone, stop) =
+                    self.expired_in_chunk(connector, &chunk_bytes, head, cutoff_ms)?;
+                if !gone.is_empty() {
+                    let left = chunk::retain(&chunk_bytes, |seq| {
+                        !gone.iter().any(|(key, _)| key.seq == seq)
+                    })
+                    .map_err(|e| LogError::Corrupt {
+                        key: hex::encode(&chunk_key),
+                        message: format!("chunk does not encode: {e}"),
+                    })?;
+                    // Compare-and-swap: an operator's retry may have moved a task out of this
+                    // chunk meanwhile; the next round looks at it again.
+                    if self
+                        .chunks
+                        .compare_and_swap(&chunk_key, Some(&chunk_bytes), left)?
+                        .is_ok()
+                    {
+                        for (key, dedup_key) in &gone {
+                            let key_bytes = key.to_bytes();
+                            self.states.remove(key_bytes)?;
+                            // The index entry goes only if it still points here.
+                            let _ = self.ids.compare_and_swap(
+                                dedup_key,
+                                Some(&key_bytes[..]),
+                                None as Option<&[u8]>,
+                            )?;
+                        }
+                        removed += gone.len();
                     }
-                    continue;
                 }
-                self.tasks.remove(&k)?;
-                self.states.remove(&k)?;
-                // The index entry goes only if it still points here (a retried task moved).
-                let _ = self.ids.compare_and_swap(
-                    dedup_key(&record),
-                    Some(&k[..]),
-                    None as Option<&[u8]>,
-                )?;
-                removed += 1;
+                if stop {
+                    break;
+                }
             }
         }
         Ok(removed)
     }
 
-    /// Number of task records kept (finished or not).
-    pub fn len(&self) -> usize {
-        self.tasks.len()
+    /// The tasks of one chunk that compaction removes (with their dedup keys), and whether
+    /// the walk stops after this chunk (it reached the head, or a task created after the
+    /// cutoff that has no status: every later one is newer still).
+    #[allow(clippy::type_complexity)]
+    fn expired_in_chunk(
+        &self,
+        connector: u16,
+        chunk_bytes: &[u8],
+        head: u64,
+        cutoff_ms: i64,
+    ) -> Result<(Vec<(RecordKey, [u8; 20])>, bool), LogError> {
+        let entries = chunk::entries(chunk_bytes).map_err(|e| LogError::Corrupt {
+            key: format!("{connector}/chunk"),
+            message: format!("chunk does not decode: {e}"),
+        })?;
+        let mut gone = Vec::new();
+        for (seq, range) in entries {
+            if seq >= head {
+                return Ok((gone, true));
+            }
+            let key = RecordKey { connector, seq };
+            let status = self.states.get(key.to_bytes())?;
+            let body = chunk_bytes.get(range).unwrap_or_default();
+            let record = self.compose(key, body, status.as_deref(), head)?;
+            if !record.state.is_final() {
+                continue;
+            }
+            if record.updated_ms >= cutoff_ms {
+                if status.is_none() {
+                    return Ok((gone, true));
+                }
+                continue;
+            }
+            gone.push((key, dedup_key(&record)));
+        }
+        Ok((gone, false))
     }
 
-    /// Whether the log holds no task.
+    /// Number of task records kept (finished or not) in written chunks. Reads every chunk.
+    pub fn len(&self) -> usize {
+        self.chunks
+            .iter()
+            .values()
+            .filter_map(Result::ok)
+            .map(|chunk| chunk::entries(&chunk).map_or(0, |entries| entries.len()))
+            .sum()
+    }
+
+    /// Whether the log holds no written task.
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.chunks.is_empty()
     }
 
     /// Every record, in key order (for inspection and tests).
@@ -696,17 +932,13 @@ impl TaskLog {
         self.scan(None, None)
     }
 
-    /// Decodes one entry of the `tasks` tree with its status.
+    /// Decodes one task's body with its status.
     fn entry_record(
         &self,
-        k: &[u8],
-        v: &[u8],
+        body: &StoredBody,
         heads: &mut HashMap<u16, u64>,
     ) -> Result<(RecordKey, TaskRecord), LogError> {
-        let key = RecordKey::from_bytes(k).ok_or_else(|| LogError::Corrupt {
-            key: hex::encode(k),
-            message: "key is not 10 bytes".into(),
-        })?;
+        let key = body.key;
         let head = match heads.get(&key.connector) {
             Some(head) => *head,
             None => {
@@ -715,8 +947,11 @@ impl TaskLog {
                 head
             }
         };
-        let status = self.states.get(k)?;
-        Ok((key, self.compose(key, v, status.as_deref(), head)?))
+        let status = self.states.get(key.to_bytes())?;
+        Ok((
+            key,
+            self.compose(key, body.bytes(), status.as_deref(), head)?,
+        ))
     }
 }
 
@@ -745,37 +980,30 @@ impl TaskLog {
         after: Option<RecordKey>,
     ) -> impl Iterator<Item = Result<(RecordKey, TaskRecord), LogError>> + '_ {
         let lower = match after {
-            Some(key) => std::ops::Bound::Excluded(key.to_bytes().to_vec()),
-            None => match connector {
-                Some(c) => std::ops::Bound::Included(
-                    RecordKey {
-                        connector: c,
-                        seq: 0,
-                    }
-                    .to_bytes()
-                    .to_vec(),
-                ),
-                None => std::ops::Bound::Unbounded,
+            Some(key) => RecordKey {
+                connector: key.connector,
+                seq: key.seq.saturating_add(1),
+            },
+            None => RecordKey {
+                connector: connector.unwrap_or(0),
+                seq: 0,
             },
         };
-        let upper = match connector {
-            Some(c) => std::ops::Bound::Included(
-                RecordKey {
-                    connector: c,
-                    seq: u64::MAX,
-                }
-                .to_bytes()
-                .to_vec(),
-            ),
-            None => std::ops::Bound::Unbounded,
+        let upper = RecordKey {
+            connector: connector.unwrap_or(u16::MAX),
+            seq: u64::MAX,
         };
         let mut heads = HashMap::new();
-        self.tasks
-            .range::<Vec<u8>, _>((lower, upper))
-            .map(move |entry| {
-                let (k, v) = entry?;
-                self.entry_record(&k, &v, &mut heads)
-            })
+        let (bodies, failed) = match self.bodies(lower, upper) {
+            Ok(bodies) => (Some(bodies), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        failed.into_iter().chain(
+            bodies
+                .into_iter()
+                .flatten()
+                .map(move |body| self.entry_record(&body?, &mut heads)),
+        )
     }
 
     /// Puts a dead or cancelled task back to work: `change` edits the record (state, attempts,
@@ -799,18 +1027,48 @@ impl TaskLog {
                 record.state.name()
             )));
         }
+        let Some(stored) = self.body(key)? else {
+            return Err(LogError::NotFound(format!("{key:?}")));
+        };
         change(&mut record);
         record.updated_ms = super::now_ms();
         let body = encode_body(&record)?;
         let status = encode_status(&record)?;
         let dedup_key = dedup_key(&record);
-        let guard = self.append_lock()?;
+        let mut open = self.append_lock()?;
+        // The connector's open chunk holds lower sequences: written first, they stay ahead.
+        self.write_open_chunk(&mut open, key.connector)?;
         let new_key = RecordKey {
             connector: key.connector,
             seq: self.db.generate_id()?,
         };
         let new_bytes = new_key.to_bytes();
-        let result = (&self.tasks, &self.states, &self.ids).transaction(|(tasks, states, ids)| {
+        let new_chunk = chunk::single(new_key.seq, &body).map_err(|e| LogError::Corrupt {
+            key: new_key.to_token(),
+            message: format!("chunk does not encode: {e}"),
+        })?;
+        let old_chunk_key = stored.chunk_key;
+        let result = (&self.chunks, &self.states, &self.ids).transaction(|(chunks, states, ids)| {
+            let Some(old_chunk) = chunks.get(old_chunk_key)? else {
+                return Err(ConflictableTransactionError::Abort(
+                    "the task was removed meanwhile",
+                ));
+            };
+            let mut found = false;
+            let rest = chunk::retain(&old_chunk, |seq| {
+                found |= seq == key.seq;
+                seq != key.seq
+            })
+            .map_err(|_| {
+                ConflictableTransactionError::Abort(
+                    "the task's chunk does not decode (run `polaris-bridge store check`)",
+                )
+            })?;
+            if !found {
+                return Err(ConflictableTransactionError::Abort(
+                    "the task was removed meanwhile",
+                ));
+            }
             if states.get(key_bytes)? != current {
                 return Err(ConflictableTransactionError::Abort(
                     "the task changed meanwhile; look at it again",
@@ -821,14 +1079,17 @@ impl TaskLog {
                     "the task's index entry does not point at it (run `polaris-bridge store check`)",
                 ));
             }
-            tasks.insert(&new_bytes[..], body.clone())?;
+            chunks.insert(&new_bytes[..], new_chunk.clone())?;
             states.insert(&new_bytes[..], status.clone())?;
-            tasks.remove(&key_bytes[..])?;
+            match rest {
+                Some(rest) => chunks.insert(&old_chunk_key[..], rest)?,
+                None => chunks.remove(&old_chunk_key[..])?,
+            };
             states.remove(&key_bytes[..])?;
             ids.insert(&dedup_key[..], &new_bytes[..])?;
             Ok(())
         });
-        drop(guard);
+        drop(open);
         match result {
             Ok(()) => Ok((new_key, record)),
             Err(TransactionError::Abort(reason)) => Err(LogError::Refused(reason.into())),
@@ -913,14 +1174,28 @@ impl TaskLog {
         }
         let mut lowest_unfinished: HashMap<u16, u64> = HashMap::new();
         let mut heads = HashMap::new();
-        for entry in self.tasks.iter() {
-            let (k, v) = entry?;
+        let everything = self.bodies(
+            RecordKey {
+                connector: 0,
+                seq: 0,
+            },
+            RecordKey {
+                connector: u16::MAX,
+                seq: u64::MAX,
+            },
+        )?;
+        for body in everything {
+            let body = match body {
+                Ok(body) => body,
+                Err(e @ LogError::Sled(_)) => return Err(e),
+                Err(e) => {
+                    report.problem(format!("chunks: {e}"));
+                    continue;
+                }
+            };
             report.tasks += 1;
-            if RecordKey::from_bytes(&k).is_none() {
-                report.problem(format!("tasks: key {} is not 10 bytes", hex::encode(&k)));
-                continue;
-            }
-            let (key, record) = match self.entry_record(&k, &v, &mut heads) {
+            let k = body.key.to_bytes();
+            let (key, record) = match self.entry_record(&body, &mut heads) {
                 Ok(r) => r,
                 Err(e) => {
                     report.problem(format!("tasks: {e}"));
@@ -978,14 +1253,13 @@ impl TaskLog {
                 report.problem(format!("ids: entry {id} does not hold a record key"));
                 continue;
             };
-            match self.tasks.get(key.to_bytes())? {
+            match self.body(key).ok().flatten() {
                 None => report.warning(format!(
-                    "ids: task {id} points at {} which holds no record (a crash between two writes; the next copy of its message takes the entry over)",
+                    "ids: task {id} points at {} which holds no record (a crash before its chunk was written; the next copy of its message takes the entry over)",
                     key.to_token()
                 )),
-                Some(bytes) => {
-                    if let Ok((_, record)) = self.entry_record(&key.to_bytes(), &bytes, &mut heads)
-                    {
+                Some(body) => {
+                    if let Ok((_, record)) = self.entry_record(&body, &mut heads) {
                         if dedup_key(&record)[..] != k[..] {
                             report.problem(format!(
                                 "ids: task {id} points at the record of task {}",
@@ -999,7 +1273,11 @@ impl TaskLog {
         for entry in self.states.iter() {
             let (k, _) = entry?;
             report.statuses += 1;
-            if !self.tasks.contains_key(&k)? {
+            let has_record = match RecordKey::from_bytes(&k) {
+                Some(key) => self.body(key).ok().flatten().is_some(),
+                None => false,
+            };
+            if !has_record {
                 report.warning(format!(
                     "states: status {} has no task record (a leftover of an interrupted removal)",
                     hex::encode(&k)
@@ -1055,6 +1333,65 @@ impl TaskLog {
         }
         Ok(report)
     }
+}
+
+/// Writes `chunk` of `connector` to the `chunks` tree, if it holds anything, and empties it.
+fn write_chunk(chunks: &sled::Tree, connector: u16, chunk: &mut OpenChunk) -> Result<(), LogError> {
+    let Some(seq) = chunk.first() else {
+        return Ok(());
+    };
+    let key = RecordKey { connector, seq };
+    let bytes = chunk.take_encoded().map_err(|e| LogError::Corrupt {
+        key: key.to_token(),
+        message: format!("chunk does not encode: {e}"),
+    })?;
+    chunks.insert(key.to_bytes(), bytes)?;
+    Ok(())
+}
+
+/// Moves the bodies of a format 2 store (tree `tasks`, one entry per task) into chunks, then
+/// marks the store format 3 and drops the old tree. The chunks go to a tree of their own, so a
+/// migration cut short leaves the old tree whole and is simply done again.
+fn migrate_to_chunks(db: &sled::Db, meta: &sled::Tree) -> Result<(), LogError> {
+    let old = db.open_tree("tasks")?;
+    let chunks = db.open_tree("chunks")?;
+    chunks.clear()?;
+    let mut open: Option<(u16, OpenChunk)> = None;
+    let mut moved = 0u64;
+    for entry in old.iter() {
+        let (k, body) = entry?;
+        let key = RecordKey::from_bytes(&k).ok_or_else(|| LogError::Corrupt {
+            key: hex::encode(&k),
+            message: "a format 2 task key is not 10 bytes; the store was left as it is".into(),
+        })?;
+        match &mut open {
+            Some((connector, chunk))
+                if *connector == key.connector && !chunk.is_full_for(body.len()) => {}
+            _ => {
+                if let Some((connector, chunk)) = &mut open {
+                    write_chunk(&chunks, *connector, chunk)?;
+                }
+                open = Some((key.connector, OpenChunk::default()));
+            }
+        }
+        if let Some((_, chunk)) = &mut open {
+            chunk.push(key.seq, body.to_vec());
+        }
+        moved += 1;
+    }
+    if let Some((connector, chunk)) = &mut open {
+        write_chunk(&chunks, *connector, chunk)?;
+    }
+    db.flush()?;
+    meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
+    db.flush()?;
+    db.drop_tree("tasks")?;
+    db.flush()?;
+    tracing::info!(
+        tasks = moved,
+        "task log migrated from format 2 to 3 (task bodies in chunks)"
+    );
+    Ok(())
 }
 
 fn decode_rejected(bytes: &[u8]) -> Result<RejectedRecord, LogError> {
@@ -1207,6 +1544,11 @@ mod tests {
         let InsertOutcome::Created(key) = log.insert(c, &record(9, 0)).unwrap() else {
             panic!()
         };
+        assert!(
+            log.get(key).unwrap().is_none(),
+            "readable once its chunk is written"
+        );
+        log.flush().unwrap();
         let refused = log.update(key, |r| {
             if r.state.is_final() {
                 Ok(())
@@ -1260,6 +1602,9 @@ mod tests {
         let InsertOutcome::Created(key) = log.insert(c, &r).unwrap() else {
             panic!("the orphaned entry must not count as a duplicate");
         };
+        // Still in the open chunk: a copy is a duplicate, not an orphan's takeover.
+        assert_eq!(log.insert(c, &r).unwrap(), InsertOutcome::Duplicate);
+        log.flush().unwrap();
         assert_eq!(
             log.find(&TaskId::from_bytes([4; 16])).unwrap().unwrap().0,
             key
@@ -1283,6 +1628,7 @@ mod tests {
             assert!(!log.has_status(key).unwrap(), "a new task is one write");
             keys.push(key);
         }
+        log.flush().unwrap();
         assert_eq!(log.count_unfinished(c).unwrap(), 3);
         // The dispatcher passed the first two: they succeeded without a write of their own.
         log.set_head(c, keys[2].seq).unwrap();
@@ -1304,6 +1650,200 @@ mod tests {
         let report = log.check().unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!(report.states.get("pending"), Some(&1));
+    }
+
+    /// Asserts that `store check` finds `tasks` tasks and nothing wrong.
+    fn assert_clean(log: &TaskLog, tasks: u64) {
+        let report = log.check().unwrap();
+        assert!(
+            report.problems.is_empty() && report.warnings.is_empty(),
+            "{report:?}"
+        );
+        assert_eq!(report.tasks, tasks);
+    }
+
+    /// Inserts `n` tasks for each connector, alternating, and flushes.
+    fn fill(log: &TaskLog, connectors: &[u16], n: u8) -> Vec<Vec<RecordKey>> {
+        let mut keys = vec![Vec::new(); connectors.len()];
+        for i in 0..n {
+            for (slot, &c) in connectors.iter().enumerate() {
+                let mut r = record(i, i as i64);
+                r.task_id[0] = slot as u8;
+                r.created_ms = 1000 + i as i64;
+                let InsertOutcome::Created(key) = log.insert(c, &r).unwrap() else {
+                    panic!("task {i} of connector {c} is new")
+                };
+                keys[slot].push(key);
+            }
+        }
+        log.flush().unwrap();
+        keys
+    }
+
+    #[test]
+    fn chunks_are_read_from_any_task_within_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        let (a, b) = (
+            log.connector_number("a").unwrap(),
+            log.connector_number("b").unwrap(),
+        );
+        // 150 tasks each: two full chunks and a part of one per connector.
+        let keys = fill(&log, &[a, b], 150);
+        assert_eq!(log.len(), 300);
+        assert_eq!(log.chunks.len(), 6);
+        for (slot, c) in [a, b].into_iter().enumerate() {
+            assert_eq!(log.count_unfinished(c).unwrap(), 150);
+            let listed: Vec<RecordKey> = log.scan(Some(c), None).map(|e| e.unwrap().0).collect();
+            assert_eq!(listed, keys[slot]);
+            for (i, key) in keys[slot].iter().enumerate() {
+                let r = log.get(*key).unwrap().unwrap();
+                assert_eq!((r.task_id[0], r.task_id[1]), (slot as u8, i as u8));
+            }
+            // A dispatcher's cursor in the middle of a chunk, reading a few at a time.
+            let mut from = keys[slot][10].seq;
+            let mut seen = Vec::new();
+            loop {
+                let part = log.unfinished_from(c, from, 7).unwrap();
+                let Some(last) = part.last_seen else { break };
+                seen.extend(part.records.iter().map(|(k, _)| *k));
+                from = last + 1;
+            }
+            assert_eq!(seen, keys[slot][10..]);
+            // A listing page that ends inside a chunk goes on from there.
+            let after = keys[slot][70];
+            let rest: Vec<RecordKey> = log
+                .scan(Some(c), Some(after))
+                .map(|e| e.unwrap().0)
+                .collect();
+            assert_eq!(rest, keys[slot][71..]);
+        }
+        let all: Vec<RecordKey> = log.iter().map(|e| e.unwrap().0).collect();
+        assert_eq!(all, [keys[0].clone(), keys[1].clone()].concat());
+        assert_clean(&log, 300);
+    }
+
+    #[test]
+    fn compaction_and_a_retry_take_tasks_out_of_a_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        let c = log.connector_number("c").unwrap();
+        let keys = fill(&log, &[c], 100).remove(0);
+        // Task 5 died, task 6 is still retrying: the head stays below both.
+        log.update(keys[5], |r| {
+            r.state = TaskState::Dead {
+                reason: "gone".into(),
+            };
+            Ok(())
+        })
+        .unwrap();
+        log.update(keys[6], |r| {
+            r.attempts = 1;
+            r.state = TaskState::Retrying {
+                not_before_ms: 0,
+                last_error: "timeout".into(),
+            };
+            Ok(())
+        })
+        .unwrap();
+        log.set_head(c, keys[80].seq).unwrap();
+        // Created at 1000 + i: tasks 0..=29 are older than the cutoff, except the retrying
+        // one and the dead one (it died just now).
+        assert_eq!(log.compact(1030).unwrap(), 28);
+        assert!(log.get(keys[4]).unwrap().is_none());
+        assert!(log.get(keys[5]).unwrap().is_some());
+        assert_eq!(log.len(), 72);
+        assert!(log.get(keys[6]).unwrap().is_some());
+        // The retried task moves out of what is left of its chunk to a new one at the end.
+        log.update(keys[6], |r| {
+            r.state = TaskState::Dead {
+                reason: "gave up".into(),
+            };
+            Ok(())
+        })
+        .unwrap();
+        let (moved, record) = log
+            .reopen(keys[6], |r| r.state = TaskState::Pending)
+            .unwrap();
+        assert!(moved.seq > keys[99].seq);
+        assert_eq!(record.state, TaskState::Pending);
+        assert!(log.get(keys[6]).unwrap().is_none());
+        assert_eq!(log.get(moved).unwrap().unwrap().task_id, record.task_id);
+        assert_eq!(
+            log.find(&TaskId::from_bytes(record.task_id))
+                .unwrap()
+                .unwrap()
+                .0,
+            moved
+        );
+        let unfinished = log.unfinished_from(c, 0, 100).unwrap();
+        let pending: Vec<RecordKey> = unfinished.records.iter().map(|(k, _)| *k).collect();
+        assert_eq!(pending, [&keys[80..], &[moved][..]].concat());
+        assert_clean(&log, 72);
+    }
+
+    #[test]
+    fn a_format_2_store_is_migrated_to_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut records = Vec::new();
+        {
+            // A format 2 store: one `tasks` entry per body.
+            let db = sled::open(dir.path()).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert(META_FORMAT, &FORMAT_UNCHUNKED.to_be_bytes()[..])
+                .unwrap();
+            meta.insert(format!("{META_CONNECTOR}c"), &1u16.to_be_bytes()[..])
+                .unwrap();
+            let (tasks, ids) = (db.open_tree("tasks").unwrap(), db.open_tree("ids").unwrap());
+            for i in 0..70u8 {
+                let key = RecordKey {
+                    connector: 1,
+                    seq: 10 + 2 * i as u64,
+                };
+                let r = record(i, i as i64);
+                tasks
+                    .insert(key.to_bytes(), encode_body(&r).unwrap())
+                    .unwrap();
+                ids.insert(dedup_key(&r), &key.to_bytes()[..]).unwrap();
+                records.push((key, r));
+            }
+            db.flush().unwrap();
+        }
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        assert_eq!(log.len(), 70);
+        assert_eq!(log.chunks.len(), 2);
+        for (key, r) in &records {
+            assert_eq!(log.get(*key).unwrap().unwrap().task_id, r.task_id);
+        }
+        assert_eq!(
+            log.insert(1, &record(3, 99)).unwrap(),
+            InsertOutcome::Duplicate
+        );
+        assert_clean(&log, 70);
+        drop(log);
+        let db = sled::open(dir.path()).unwrap();
+        assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"tasks"));
+    }
+
+    #[test]
+    fn a_chunk_that_does_not_decode_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        let c = log.connector_number("c").unwrap();
+        let keys = fill(&log, &[c], 3).remove(0);
+        log.chunks
+            .insert(keys[0].to_bytes(), &[0xFF, 0xFF, 0xFF][..])
+            .unwrap();
+        let error = log.get(keys[1]).unwrap_err().to_string();
+        assert!(error.contains("chunk does not decode"), "{error}");
+        let report = log.check().unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("does not decode")),
+            "{report:?}"
+        );
     }
 
     #[test]
