@@ -3,7 +3,7 @@
 //! A task's record key is `connector number (u16 BE) ++ sequence (u64 BE)`. Trees:
 //! - `chunks`: the tasks' bodies (id, event, source position, ordering key), each written once
 //!   and never changed, in [chunks](super::chunk) of up to 64 consecutive tasks of one
-//!   connector, keyed by the record key of their first task. Sequences come from sled's
+//!   connector (6 KiB at most), keyed by the record key of their first task. Sequences come from sled's
 //!   monotonic id generator, allocated under the append lock that also holds each connector's
 //!   open chunk; a chunk is written when it is full, when the log is flushed, or before any
 //!   other write of that connector's bodies, so each connector's tasks are in creation order,
