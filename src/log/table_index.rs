@@ -11,7 +11,8 @@
 //! value a postcard [`TableEntry`]. Updates:
 //! - an AFTER event of a table that carries any of the three fields stores them, unless the
 //!   stored entry comes from a newer event (events of one table may arrive over several
-//!   partitions);
+//!   partitions); only what the event carried as decoded counts, not what the index filled
+//!   in, so an enriched event neither rewrites the entry nor makes it look newer;
 //! - `AFTER_RENAME_TABLE` moves the entry to the destination;
 //! - `AFTER_DROP_TABLE` replaces it with a tombstone (no fields, the drop's time), after the
 //!   drop itself has been enriched, so that a lookup answered before the drop cannot bring
@@ -194,19 +195,12 @@ impl TableIndex {
     }
 
     /// Enriches `event` (of `realm`) from the index, then learns from it. Returns whether
-    /// the event was enriched.
+    /// the event was enriched. The stored entry is read at most once.
     pub fn observe(&self, event: &mut PolarisEvent, realm: &str) -> Result<bool, LogError> {
         let Some(key) = table_key(event, realm) else {
             return Ok(false);
         };
-        let enriched = self.enrich(&key, event)?;
-        if event.phase() == Some(Phase::After) {
-            self.learn(&key, event, realm)?;
-        }
-        Ok(enriched)
-    }
-
-    fn enrich(&self, key: &[u8], event: &mut PolarisEvent) -> Result<bool, LogError> {
+        let carried = Carried::of(event);
         let creates = matches!(
             event.event_type,
             EventType::BeforeCreateTable
@@ -214,39 +208,44 @@ impl TableIndex {
                 | EventType::BeforeRegisterTable
                 | EventType::AfterRegisterTable
         );
-        if creates || (event.table_uuid.is_some() && event.metadata_location.is_some()) {
+        let wants_enrichment = !(creates || carried.table_uuid && carried.metadata_location);
+        let learns = event.phase() == Some(Phase::After)
+            && (matches!(
+                event.event_type,
+                EventType::AfterDropTable | EventType::AfterRenameTable
+            ) || carried.any());
+        if !wants_enrichment && !learns {
             return Ok(false);
         }
-        let Some(entry) = self.get_key(key)? else {
-            return Ok(false);
-        };
-        let mut changed = false;
-        for (field, known) in [
-            (&mut event.table_uuid, entry.table_uuid),
-            (&mut event.table_location, entry.table_location),
-            (&mut event.metadata_location, entry.metadata_location),
-        ] {
-            if field.is_none() && known.is_some() {
-                *field = known;
-                changed = true;
-            }
+        let stored = self.get_key(&key)?;
+        let enriched = wants_enrichment && enrich(stored.as_ref(), event);
+        if learns {
+            self.learn(&key, event, carried, stored, realm)?;
         }
-        if changed {
-            event
-                .attributes
-                .insert(ENRICHED_ATTRIBUTE.into(), ENRICHED_VALUE.into());
-        }
-        Ok(changed)
+        Ok(enriched)
     }
 
-    fn learn(&self, key: &[u8], event: &PolarisEvent, realm: &str) -> Result<(), LogError> {
+    /// Updates the index from an AFTER event; `stored` is the entry under `key` as read
+    /// before the event was enriched, `carried` what the event itself brought.
+    fn learn(
+        &self,
+        key: &[u8],
+        event: &PolarisEvent,
+        carried: Carried,
+        stored: Option<TableEntry>,
+        realm: &str,
+    ) -> Result<(), LogError> {
         let event_ms = event.timestamp_ms.unwrap_or(0);
+        let own = |carried: bool, value: &Option<String>| {
+            if carried {
+                value.clone()
+            } else {
+                None
+            }
+        };
         match event.event_type {
             EventType::AfterDropTable => {
-                let newer = self
-                    .get_key(key)?
-                    .is_some_and(|old| old.event_ms > event_ms);
-                if !newer {
+                if stored.is_none_or(|old| old.event_ms <= event_ms) {
                     self.put(key, &TableEntry::tombstone(event_ms))?;
                 }
             }
@@ -259,46 +258,36 @@ impl TableIndex {
                 let Some((name, levels)) = destination.split_last() else {
                     return Ok(());
                 };
-                let mut entry = self.get_key(key)?.unwrap_or(TableEntry {
+                let mut entry = stored.unwrap_or(TableEntry {
                     table_uuid: None,
                     table_location: None,
                     metadata_location: None,
                     event_ms,
                 });
-                entry.table_uuid = event.table_uuid.clone().or(entry.table_uuid);
-                entry.table_location = event.table_location.clone().or(entry.table_location);
-                entry.metadata_location =
-                    event.metadata_location.clone().or(entry.metadata_location);
+                entry.table_uuid = own(carried.table_uuid, &event.table_uuid).or(entry.table_uuid);
+                entry.table_location =
+                    own(carried.table_location, &event.table_location).or(entry.table_location);
+                entry.metadata_location = own(carried.metadata_location, &event.metadata_location)
+                    .or(entry.metadata_location);
                 entry.event_ms = entry.event_ms.max(event_ms);
                 self.tree.remove(key)?;
                 if entry.table_uuid.is_some() || entry.metadata_location.is_some() {
                     self.put(&self::key(realm, catalog, levels, name), &entry)?;
                 }
             }
+            // Any other AFTER event, learnt from only for what it carried itself: what the
+            // index filled in is no news, and must not make the entry look newer than it is.
             _ => {
-                if event.table_uuid.is_none()
-                    && event.table_location.is_none()
-                    && event.metadata_location.is_none()
-                {
+                if stored.as_ref().is_some_and(|old| old.event_ms > event_ms) {
                     return Ok(());
                 }
-                let old = self.get_key(key)?;
-                if old.as_ref().is_some_and(|old| old.event_ms > event_ms) {
-                    return Ok(());
-                }
-                let keep = |new: &Option<String>, old: Option<&Option<String>>| {
-                    new.clone().or_else(|| old.cloned().flatten())
-                };
+                let old = stored.unwrap_or_else(|| TableEntry::tombstone(event_ms));
                 let entry = TableEntry {
-                    table_uuid: keep(&event.table_uuid, old.as_ref().map(|o| &o.table_uuid)),
-                    table_location: keep(
-                        &event.table_location,
-                        old.as_ref().map(|o| &o.table_location),
-                    ),
-                    metadata_location: keep(
-                        &event.metadata_location,
-                        old.as_ref().map(|o| &o.metadata_location),
-                    ),
+                    table_uuid: own(carried.table_uuid, &event.table_uuid).or(old.table_uuid),
+                    table_location: own(carried.table_location, &event.table_location)
+                        .or(old.table_location),
+                    metadata_location: own(carried.metadata_location, &event.metadata_location)
+                        .or(old.metadata_location),
                     event_ms,
                 };
                 self.put(key, &entry)?;
@@ -306,6 +295,53 @@ impl TableIndex {
         }
         Ok(())
     }
+}
+
+/// Which of the three indexed fields an event carried as decoded, before enrichment.
+#[derive(Debug, Clone, Copy)]
+struct Carried {
+    table_uuid: bool,
+    table_location: bool,
+    metadata_location: bool,
+}
+
+impl Carried {
+    fn of(event: &PolarisEvent) -> Self {
+        Carried {
+            table_uuid: event.table_uuid.is_some(),
+            table_location: event.table_location.is_some(),
+            metadata_location: event.metadata_location.is_some(),
+        }
+    }
+
+    fn any(self) -> bool {
+        self.table_uuid || self.table_location || self.metadata_location
+    }
+}
+
+/// Fills the fields `event` lacks from `stored`, marking it enriched. Returns whether any
+/// field was filled.
+fn enrich(stored: Option<&TableEntry>, event: &mut PolarisEvent) -> bool {
+    let Some(entry) = stored else {
+        return false;
+    };
+    let mut changed = false;
+    for (field, known) in [
+        (&mut event.table_uuid, &entry.table_uuid),
+        (&mut event.table_location, &entry.table_location),
+        (&mut event.metadata_location, &entry.metadata_location),
+    ] {
+        if field.is_none() && known.is_some() {
+            field.clone_from(known);
+            changed = true;
+        }
+    }
+    if changed {
+        event
+            .attributes
+            .insert(ENRICHED_ATTRIBUTE.into(), ENRICHED_VALUE.into());
+    }
+    changed
 }
 
 #[cfg(test)]
@@ -377,6 +413,48 @@ mod tests {
         let mut other = event(EventType::AfterUpdateTable, 40);
         assert!(!index.observe(&mut other, "acme").unwrap());
         assert!(other.attributes.is_empty());
+    }
+
+    #[test]
+    fn what_the_index_filled_in_does_not_make_its_entry_newer() {
+        let (_dir, index) = index();
+        let orders = || {
+            index
+                .get("POLARIS", "prod", &strings(&["sales", "eu"]), "orders")
+                .unwrap()
+                .unwrap()
+        };
+        index
+            .observe(
+                &mut with_metadata(event(EventType::AfterUpdateTable, 10), 1),
+                "POLARIS",
+            )
+            .unwrap();
+        // A stock JSON commit at 30 is enriched with version 1, but knows nothing itself.
+        let mut json = event(EventType::AfterUpdateTable, 30);
+        assert!(index.observe(&mut json, "POLARIS").unwrap());
+        assert_eq!(orders().event_ms, 10);
+        // So a commit from 20 that arrives late over another partition still counts.
+        let mut late = with_metadata(event(EventType::AfterUpdateTable, 20), 2);
+        index.observe(&mut late, "POLARIS").unwrap();
+        let entry = orders();
+        assert_eq!(
+            entry.metadata_location.as_deref(),
+            Some("s3://b/orders/metadata/00002.metadata.json")
+        );
+        assert_eq!(entry.event_ms, 20);
+        // An event that carries only the location keeps the uuid and metadata it lacks.
+        let mut moved = event(EventType::AfterUpdateTable, 40);
+        moved.table_location = Some("s3://c/orders".into());
+        index.observe(&mut moved, "POLARIS").unwrap();
+        let entry = orders();
+        assert_eq!(entry.table_location.as_deref(), Some("s3://c/orders"));
+        assert_eq!(entry.table_uuid.as_deref(), Some("uuid-1"));
+        assert_eq!(
+            entry.metadata_location.as_deref(),
+            Some("s3://b/orders/metadata/00002.metadata.json")
+        );
+        assert_eq!(entry.event_ms, 40);
     }
 
     #[test]
