@@ -282,6 +282,42 @@ fn a_symbol_the_reader_lacks_resolves_to_unknown() {
 }
 
 #[test]
+fn a_writer_schema_that_refers_to_a_named_type_by_name_decodes() {
+    // Two more fields, the second of the type the first defines: the parsed writer schema
+    // holds a reference that only the writer's named types resolve.
+    let mut schema: serde_json::Value = serde_json::from_str(AVRO_SCHEMA_JSON).unwrap();
+    let fields = schema["fields"].as_array_mut().unwrap();
+    fields.push(serde_json::json!({
+        "name": "tier",
+        "type": {"type": "enum", "name": "Tier", "symbols": ["GOLD", "SILVER"]}
+    }));
+    fields.push(serde_json::json!({"name": "previous_tier", "type": "Tier"}));
+    let writer = Schema::parse(&schema).unwrap();
+    let Schema::Record(record) = &writer else {
+        panic!("not a record");
+    };
+    assert!(matches!(
+        record.fields.last().unwrap().schema,
+        Schema::Ref { .. }
+    ));
+
+    let event = sample_events(3, 12).remove(2);
+    let mut value =
+        apache_avro::from_avro_datum(avro_schema(), &mut &encode_avro_raw(&event)[..], None)
+            .unwrap();
+    if let Value::Record(fields) = &mut value {
+        fields.push(("tier".to_owned(), Value::Enum(1, "SILVER".to_owned())));
+        fields.push((
+            "previous_tier".to_owned(),
+            Value::Enum(0, "GOLD".to_owned()),
+        ));
+    }
+    let datum = apache_avro::to_avro_datum(&writer, value).unwrap();
+    let decoded = decode_avro_with_writer_schema(&writer, None, &datum).unwrap();
+    assert_eq!(decoded.event, event);
+}
+
+#[test]
 fn empty_values_are_empty_errors_in_every_format() {
     for format in WireFormat::ALL {
         assert_error(

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
+use std::sync::OnceLock;
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
@@ -31,7 +32,22 @@ pub(super) fn decode_datum(
     let writer_schema = writer.unwrap_or(bundled);
     let datum = value.get(start..).unwrap_or_default();
     let mut reader = CountingReader::new(datum);
-    let record = match apache_avro::from_avro_datum(writer_schema, &mut reader, None) {
+    // apache-avro's `from_avro_datum` indexes the schema's named types afresh for every
+    // datum; the index only serves to follow references, so a schema without any is read
+    // with an empty one.
+    let named_types = if writer.is_none() && bundled_is_self_contained()
+        || writer.is_some_and(is_self_contained)
+    {
+        Vec::new()
+    } else {
+        vec![writer_schema]
+    };
+    let record = match apache_avro::from_avro_datum_schemata(
+        writer_schema,
+        named_types,
+        &mut reader,
+        None,
+    ) {
         // apache-avro reads a string cut short by the end of input as null, so running into
         // the end counts as truncation even when it reports success.
         Ok(record) if !reader.hit_end => record,
@@ -66,6 +82,28 @@ pub(super) fn decode_datum(
         event.event_id = event_id_from_key(key);
     }
     Ok(event)
+}
+
+/// Whether `schema` refers to no named type by name (every type is spelt out where used).
+fn is_self_contained(schema: &Schema) -> bool {
+    match schema {
+        Schema::Ref { .. } => false,
+        Schema::Array(array) => is_self_contained(&array.items),
+        Schema::Map(map) => is_self_contained(&map.types),
+        Schema::Union(union) => union.variants().iter().all(is_self_contained),
+        Schema::Record(record) => record
+            .fields
+            .iter()
+            .all(|field| is_self_contained(&field.schema)),
+        Schema::Decimal(decimal) => is_self_contained(&decimal.inner),
+        _ => true,
+    }
+}
+
+/// [`is_self_contained`] of the bundled schema, worked out once.
+fn bundled_is_self_contained() -> bool {
+    static SELF_CONTAINED: OnceLock<bool> = OnceLock::new();
+    *SELF_CONTAINED.get_or_init(|| is_self_contained(avro_schema()))
 }
 
 /// A reader over a byte slice that knows how far it got and whether anyone read past the end.
