@@ -112,6 +112,7 @@ struct TopicSettings {
     default_realm: String,
     consumed: metrics::Counter,
     unrouted: metrics::Counter,
+    enriched: metrics::Counter,
 }
 
 impl TopicSettings {
@@ -121,6 +122,7 @@ impl TopicSettings {
             default_realm,
             consumed: counter!(m::EVENTS_CONSUMED, "topic" => topic.to_string()),
             unrouted: counter!(m::EVENTS_UNROUTED, "topic" => topic.to_string()),
+            enriched: counter!(m::EVENTS_ENRICHED, "topic" => topic.to_string()),
         }
     }
 }
@@ -665,9 +667,7 @@ impl Pipeline {
                 let decoded = event.event_id.is_none().then(|| event.clone());
                 let carried_location = event.metadata_location.is_some();
                 match self.table_index.observe(&mut event, &realm) {
-                    Ok(true) => {
-                        counter!(m::EVENTS_ENRICHED, "topic" => topic.to_string()).increment(1)
-                    }
+                    Ok(true) => settings.enriched.increment(1),
                     Ok(false) => {}
                     // The index only completes events: without it they flow as decoded.
                     Err(e) => {
