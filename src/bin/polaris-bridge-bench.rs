@@ -18,7 +18,10 @@
 //!    first to the last request, peak RSS and CPU seconds per million of the bridge;
 //! 6. `peer`: Redpanda Connect (`bench/peer/build.sh`) reading the same topic with its
 //!    `kafka_franz` input and posting every message to the same receiver with `http_client`,
-//!    measured the same way.
+//!    measured the same way;
+//! 7. `soak` (only when asked for): the bridge (blackhole) under a paced load for
+//!    `--soak-seconds` with a short `store.retention`, its RSS and store size sampled every
+//!    10 s, to show whether memory stays flat once compaction keeps up.
 //!
 //! Each phase runs `--runs` times; medians are reported in tables at the end. See
 //! BENCHMARKS.md for figures and the command lines.
@@ -62,6 +65,9 @@ enum Phase {
     Webhook,
     /// Redpanda Connect posting the topic to the local receiver.
     Peer,
+    /// The bridge (blackhole) under a paced load for minutes, with a short retention:
+    /// whether its memory stays flat. Not among the defaults (it takes `--soak-seconds`).
+    Soak,
 }
 
 /// Benchmark options.
@@ -107,6 +113,16 @@ struct Args {
     /// consumer's first fetches and offset reset, cold caches).
     #[arg(long, default_value_t = 2)]
     latency_warmup_seconds: u64,
+    /// Soak phase: events produced per second ...
+    #[arg(long, default_value_t = 20_000)]
+    soak_rate: u64,
+    /// ... for this many seconds ...
+    #[arg(long, default_value_t = 600)]
+    soak_seconds: u64,
+    /// ... into a bridge that keeps finished tasks (and their dedup entries) this long
+    /// (`store.retention`) and compacts every tenth of it.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    soak_retention: Duration,
     /// Webhook and peer phases: requests in flight (the bridge connector's `concurrency`,
     /// the peer's `max_in_flight`).
     #[arg(long, default_value_t = 64)]
@@ -250,6 +266,36 @@ struct Results {
     webhook: Vec<Deliveries>,
     /// Peer runs.
     peer: Vec<Deliveries>,
+    /// Soak runs.
+    soak: Vec<Soak>,
+}
+
+/// One sample of a soak run.
+#[derive(Debug, Clone, Copy, Default)]
+struct SoakSample {
+    /// Seconds since the paced load started.
+    at_s: f64,
+    /// Resident set size of the bridge (VmRSS).
+    rss_mib: f64,
+    /// Size of its store on disk, MiB.
+    store_mib: f64,
+    /// Tasks finished so far.
+    finished: f64,
+    /// Tasks compacted away so far.
+    compacted: f64,
+}
+
+/// One soak run: the samples, and the figures over the whole run.
+#[derive(Debug, Clone, Default)]
+struct Soak {
+    /// Events per second the paced producer achieved.
+    offered_per_s: f64,
+    /// A sample every [`SOAK_SAMPLE_EVERY`], the last one once every task finished.
+    samples: Vec<SoakSample>,
+    /// Peak RSS of the bridge over the run (VmHWM).
+    peak_rss_mib: f64,
+    /// The bridge's CPU over the run, in cores.
+    cpu_cores: f64,
 }
 
 /// Runs the storage child, or else the chosen phases `--runs` times and prints the medians.
@@ -401,6 +447,10 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("run {run}: peer {d}");
             results.peer.push(d);
         }
+        if args.has(Phase::Soak) {
+            let soak = soak_run(&bridge_bin, &dir.join(format!("soak-{run}")), &args).await?;
+            results.soak.push(soak);
+        }
     }
     report(&args, &results, raw_bytes);
     Ok(())
@@ -414,11 +464,14 @@ fn report(args: &Args, results: &Results, raw_bytes: usize) {
         med(&results.storage, |f| f.events_per_s),
         med(&results.bridge, |f| f.events_per_s),
     );
-    println!();
-    println!(
-        "{} events, {} partitions, medians of {} runs",
-        args.events, args.partitions, args.runs
-    );
+    let only_soak = args.phases.iter().all(|p| *p == Phase::Soak);
+    if !only_soak {
+        println!();
+        println!(
+            "{} events, {} partitions, medians of {} runs",
+            args.events, args.partitions, args.runs
+        );
+    }
     if !(results.transport.is_empty() && results.storage.is_empty() && results.bridge.is_empty()) {
         println!();
         println!("| phase | events/s | peak RSS MiB | CPU s / M events | disk bytes / M events |");
@@ -538,6 +591,47 @@ fn report(args: &Args, results: &Results, raw_bytes: usize) {
             println!();
             println!("bridge / peer deliveries/s: {:.2}", w / p);
         }
+    }
+    for (run, soak) in results.soak.iter().enumerate() {
+        report_soak(args, run, soak);
+    }
+}
+
+/// Prints one soak run: its samples a minute apart (and the last), then how RSS moved.
+fn report_soak(args: &Args, run: usize, soak: &Soak) {
+    println!();
+    println!(
+        "Soak run {run}: the bridge (blackhole) at {:.0} events/s offered for {} s, store.retention {}, {:.2} CPU cores, peak RSS {:.0} MiB",
+        soak.offered_per_s,
+        args.soak_seconds,
+        humantime::format_duration(args.soak_retention),
+        soak.cpu_cores,
+        soak.peak_rss_mib
+    );
+    println!();
+    println!("| s | RSS MiB | store MiB | tasks finished | tasks compacted |");
+    println!("|---|---|---|---|---|");
+    let per_minute = (60.0 / SOAK_SAMPLE_EVERY.as_secs_f64()).round().max(1.0) as usize;
+    let last = soak.samples.len().saturating_sub(1);
+    for (i, sample) in soak.samples.iter().enumerate() {
+        if (i + 1) % per_minute == 0 || i == last {
+            println!(
+                "| {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                sample.at_s, sample.rss_mib, sample.store_mib, sample.finished, sample.compacted
+            );
+        }
+    }
+    // Flat: the second half's highest RSS against the first half's (after the first
+    // retention period, the log stops growing once compaction keeps up).
+    let half = soak.samples.len() / 2;
+    let high = |samples: &[SoakSample]| samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
+    let (first, second) = (high(&soak.samples[..half]), high(&soak.samples[half..]));
+    if first > 0.0 {
+        println!();
+        println!(
+            "highest RSS, first half {first:.0} MiB, second half {second:.0} MiB (ratio {:.2})",
+            second / first
+        );
     }
 }
 
@@ -1040,6 +1134,85 @@ async fn watch_bridge(bridge: &mut BridgeProcess, events: usize) -> anyhow::Resu
             });
         }
     }
+}
+
+/// How often a soak run samples the bridge.
+const SOAK_SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// The soak phase: the bridge (blackhole) on a fresh topic, with `--soak-retention`, while
+/// events are produced at `--soak-rate` for `--soak-seconds`; RSS, store size and task
+/// counts sampled every [`SOAK_SAMPLE_EVERY`] and once more when every task finished.
+async fn soak_run(bin: &Path, dir: &Path, args: &Args) -> anyhow::Result<Soak> {
+    let count = args.soak_rate * args.soak_seconds;
+    let topic = format!("bench-soak-{}", now_ms());
+    create_topic(&args.bootstrap, &topic, args.partitions).await?;
+    let retention = humantime::format_duration(args.soak_retention).to_string();
+    let interval =
+        humantime::format_duration((args.soak_retention / 10).max(Duration::from_secs(1)))
+            .to_string();
+    let env = [
+        ("POLARIS_BRIDGE__STORE__RETENTION", retention.as_str()),
+        (
+            "POLARIS_BRIDGE__STORE__COMPACTION_INTERVAL",
+            interval.as_str(),
+        ),
+    ];
+    let backlog = usize::try_from(args.soak_rate * 10)?.max(args.events);
+    let mut bridge = BridgeProcess::start(bin, dir, args, &topic, backlog, BLACKHOLE, &env)?;
+    bridge.wait_assigned(args.partitions).await?;
+    let pid = bridge.pid();
+    let cpu_before = cpu_seconds(pid)?;
+    let started = Instant::now();
+    let (bootstrap, paced_topic, rate) = (args.bootstrap.clone(), topic.clone(), args.soak_rate);
+    let mut producer = tokio::task::spawn_blocking(move || {
+        produce_paced(&bootstrap, &paced_topic, rate, 0, count)
+    });
+    let mut offered_per_s = None;
+    let mut samples = Vec::new();
+    let mut next = started + SOAK_SAMPLE_EVERY;
+    loop {
+        bridge.check_alive()?;
+        if offered_per_s.is_none() && producer.is_finished() {
+            offered_per_s = Some((&mut producer).await??);
+        }
+        let done = offered_per_s.is_some();
+        let sample = soak_sample(&bridge, started)?;
+        let finished_all = sample.finished >= count as f64;
+        if Instant::now() >= next || (done && finished_all) {
+            eprintln!(
+                "soak {:>4.0} s: RSS {:.0} MiB, store {:.0} MiB, {:.0} finished, {:.0} compacted",
+                sample.at_s, sample.rss_mib, sample.store_mib, sample.finished, sample.compacted
+            );
+            samples.push(sample);
+            next += SOAK_SAMPLE_EVERY;
+        }
+        if done && finished_all {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(args.soak_seconds + 300) {
+            bail!("the soak run did not finish within 5 minutes of the load's end");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cpu_cores = (cpu_seconds(pid)? - cpu_before) / started.elapsed().as_secs_f64();
+    Ok(Soak {
+        offered_per_s: offered_per_s.unwrap_or_default(),
+        samples,
+        peak_rss_mib: peak_rss_mib(pid)?,
+        cpu_cores,
+    })
+}
+
+/// The bridge's RSS, store size and task counters now.
+fn soak_sample(bridge: &BridgeProcess, started: Instant) -> anyhow::Result<SoakSample> {
+    let text = bridge.scrape().unwrap_or_default();
+    Ok(SoakSample {
+        at_s: started.elapsed().as_secs_f64(),
+        rss_mib: status_mib(bridge.pid(), "VmRSS:")?,
+        store_mib: dir_size(&bridge.store) as f64 / 1048576.0,
+        finished: polaris_bridge::demo::sum(&text, m::TASKS_FINISHED, None),
+        compacted: polaris_bridge::demo::sum(&text, m::TASKS_COMPACTED, None),
+    })
 }
 
 /// Phase 4: the bridge (blackhole) on a fresh topic while events are produced at `rate`
@@ -1825,12 +1998,17 @@ fn stat_cpu_seconds(stat: &str) -> anyhow::Result<f64> {
 
 /// Peak resident set size of process `pid` in MiB (VmHWM).
 fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+/// The `field` (e.g. `VmRSS:`) of process `pid`'s /proc status, in MiB.
+fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
-        .context("VmHWM")?
+        .with_context(|| format!("{field} in /proc/{pid}/status"))?
         .parse()?;
     Ok(kib / 1024.0)
 }
