@@ -236,13 +236,6 @@ impl TableIndex {
         realm: &str,
     ) -> Result<(), LogError> {
         let event_ms = event.timestamp_ms.unwrap_or(0);
-        let own = |carried: bool, value: &Option<String>| {
-            if carried {
-                value.clone()
-            } else {
-                None
-            }
-        };
         match event.event_type {
             EventType::AfterDropTable => {
                 if stored.is_none_or(|old| old.event_ms <= event_ms) {
@@ -258,18 +251,9 @@ impl TableIndex {
                 let Some((name, levels)) = destination.split_last() else {
                     return Ok(());
                 };
-                let mut entry = stored.unwrap_or(TableEntry {
-                    table_uuid: None,
-                    table_location: None,
-                    metadata_location: None,
-                    event_ms,
-                });
-                entry.table_uuid = own(carried.table_uuid, &event.table_uuid).or(entry.table_uuid);
-                entry.table_location =
-                    own(carried.table_location, &event.table_location).or(entry.table_location);
-                entry.metadata_location = own(carried.metadata_location, &event.metadata_location)
-                    .or(entry.metadata_location);
-                entry.event_ms = entry.event_ms.max(event_ms);
+                let old = stored.unwrap_or_else(|| TableEntry::tombstone(event_ms));
+                let since = old.event_ms.max(event_ms);
+                let entry = carried.over(event, old, since);
                 self.tree.remove(key)?;
                 if entry.table_uuid.is_some() || entry.metadata_location.is_some() {
                     self.put(&self::key(realm, catalog, levels, name), &entry)?;
@@ -282,15 +266,7 @@ impl TableIndex {
                     return Ok(());
                 }
                 let old = stored.unwrap_or_else(|| TableEntry::tombstone(event_ms));
-                let entry = TableEntry {
-                    table_uuid: own(carried.table_uuid, &event.table_uuid).or(old.table_uuid),
-                    table_location: own(carried.table_location, &event.table_location)
-                        .or(old.table_location),
-                    metadata_location: own(carried.metadata_location, &event.metadata_location)
-                        .or(old.metadata_location),
-                    event_ms,
-                };
-                self.put(key, &entry)?;
+                self.put(key, &carried.over(event, old, event_ms))?;
             }
         }
         Ok(())
@@ -316,6 +292,32 @@ impl Carried {
 
     fn any(self) -> bool {
         self.table_uuid || self.table_location || self.metadata_location
+    }
+
+    /// An entry as of `event_ms`: `event`'s values of the fields it carried, `old`'s of the
+    /// others.
+    fn over(self, event: &PolarisEvent, old: TableEntry, event_ms: i64) -> TableEntry {
+        let own = |carried: bool, value: &Option<String>, old: Option<String>| {
+            if carried {
+                value.clone()
+            } else {
+                old
+            }
+        };
+        TableEntry {
+            table_uuid: own(self.table_uuid, &event.table_uuid, old.table_uuid),
+            table_location: own(
+                self.table_location,
+                &event.table_location,
+                old.table_location,
+            ),
+            metadata_location: own(
+                self.metadata_location,
+                &event.metadata_location,
+                old.metadata_location,
+            ),
+            event_ms,
+        }
     }
 }
 
