@@ -309,13 +309,18 @@ impl DeliveryMetrics {
         }
     }
 
-    /// One delivery of `connector` and its outcome (`label`, as in the deliveries metric).
-    fn delivery(&self, connector: &str, label: &'static str, elapsed: Duration) {
+    /// One delivery of `connector` and its result.
+    fn delivery(
+        &self,
+        connector: &str,
+        result: &Result<DeliveryOutcome, DeliveryError>,
+        elapsed: Duration,
+    ) {
         self.duration.record(elapsed.as_secs_f64());
-        if label == "success" {
+        if matches!(result, Ok(DeliveryOutcome::Delivered)) {
             self.delivered.increment(1);
         } else {
-            counter!(m::DELIVERIES, "connector" => connector.to_string(), "outcome" => label)
+            counter!(m::DELIVERIES, "connector" => connector.to_string(), "outcome" => outcome_label(result))
                 .increment(1);
         }
     }
@@ -333,6 +338,15 @@ impl DeliveryMetrics {
                 .record(((now_ms - event_ms).max(0) as f64) / 1000.0);
         }
         self.succeeded.increment(1);
+    }
+}
+
+/// A delivery's outcome as the deliveries metric and the attempt history name it.
+fn outcome_label(result: &Result<DeliveryOutcome, DeliveryError>) -> &'static str {
+    match result {
+        Ok(DeliveryOutcome::Delivered) => "success",
+        Ok(DeliveryOutcome::AlreadyDone(_)) => "already_done",
+        Err(e) => e.label(),
     }
 }
 
@@ -694,13 +708,8 @@ impl Dispatcher {
         let Some(entry) = window.get_mut(&done.seq) else {
             return Ok(());
         };
-        let outcome_label = match &done.result {
-            Ok(DeliveryOutcome::Delivered) => "success",
-            Ok(DeliveryOutcome::AlreadyDone(_)) => "already_done",
-            Err(e) => e.label(),
-        };
         self.metrics
-            .delivery(&self.name, outcome_label, done.elapsed);
+            .delivery(&self.name, &done.result, done.elapsed);
         let now = now_ms();
         if matches!(done.result, Ok(DeliveryOutcome::Delivered))
             && !self.log.has_status(entry.key)?
@@ -809,7 +818,7 @@ impl Dispatcher {
                 attempt,
                 started_ms: done.started_ms,
                 finished_ms: now,
-                outcome: outcome_label.to_string(),
+                outcome: outcome_label(&done.result).to_string(),
                 message,
             });
             r.state = state;
