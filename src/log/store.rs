@@ -258,7 +258,8 @@ struct Bodies {
     chunks: sled::Iter,
     lower: RecordKey,
     upper: RecordKey,
-    chunk_key: [u8; 10],
+    /// The key of the chunk being read, and its bytes.
+    chunk_key: RecordKey,
     chunk: sled::IVec,
     entries: std::vec::IntoIter<(u64, Range<usize>)>,
     /// The last key yielded, to catch chunks that overlap.
@@ -275,7 +276,7 @@ impl Iterator for Bodies {
                 return None;
             }
             if let Some((seq, range)) = self.entries.next() {
-                let chunk_key = RecordKey::from_bytes(&self.chunk_key)?;
+                let chunk_key = self.chunk_key;
                 let key = RecordKey {
                     connector: chunk_key.connector,
                     seq,
@@ -299,7 +300,7 @@ impl Iterator for Bodies {
                 }
                 return Some(Ok(StoredBody {
                     key,
-                    chunk_key: self.chunk_key,
+                    chunk_key: chunk_key.to_bytes(),
                     chunk: self.chunk.clone(),
                     range,
                 }));
@@ -316,7 +317,7 @@ impl Iterator for Bodies {
             };
             match chunk::entries(&v) {
                 Ok(entries) => {
-                    self.chunk_key = chunk_key.to_bytes();
+                    self.chunk_key = chunk_key;
                     self.chunk = v;
                     self.entries = entries.into_iter();
                 }
@@ -468,7 +469,7 @@ impl TaskLog {
                 .range::<Vec<u8>, _>(start..=upper.to_bytes().to_vec()),
             lower,
             upper,
-            chunk_key: [0; 10],
+            chunk_key: lower,
             chunk: sled::IVec::default(),
             entries: Vec::new().into_iter(),
             last: None,
@@ -836,14 +837,16 @@ impl TaskLog {
             };
             for entry in self.chunks.range(start.to_bytes()..=last.to_bytes()) {
                 let (chunk_key, chunk_bytes) = entry?;
+                // The chunk's key as the API's record tokens spell it.
+                let token = hex::encode(&chunk_key);
                 let (gone, stop) =
-                    self.expired_in_chunk(connector, &chunk_bytes, head, cutoff_ms)?;
+                    self.expired_in_chunk(connector, &token, &chunk_bytes, head, cutoff_ms)?;
                 if !gone.is_empty() {
                     let left = chunk::retain(&chunk_bytes, |seq| {
                         !gone.iter().any(|(key, _)| key.seq == seq)
                     })
                     .map_err(|e| LogError::Corrupt {
-                        key: hex::encode(&chunk_key),
+                        key: token.clone(),
                         message: format!("chunk does not encode: {e}"),
                     })?;
                     // Compare-and-swap: an operator's retry may have moved a task out of this
@@ -881,12 +884,13 @@ impl TaskLog {
     fn expired_in_chunk(
         &self,
         connector: u16,
+        chunk_token: &str,
         chunk_bytes: &[u8],
         head: u64,
         cutoff_ms: i64,
     ) -> Result<(Vec<(RecordKey, [u8; 20])>, bool), LogError> {
         let entries = chunk::entries(chunk_bytes).map_err(|e| LogError::Corrupt {
-            key: format!("{connector}/chunk"),
+            key: chunk_token.to_owned(),
             message: format!("chunk does not decode: {e}"),
         })?;
         let mut gone = Vec::new();
@@ -1662,6 +1666,17 @@ mod tests {
         assert_eq!(report.tasks, tasks);
     }
 
+    /// Marks the task at `key` dead for `reason`.
+    fn kill(log: &TaskLog, key: RecordKey, reason: &str) {
+        log.update(key, |r| {
+            r.state = TaskState::Dead {
+                reason: reason.into(),
+            };
+            Ok(())
+        })
+        .unwrap();
+    }
+
     /// Inserts `n` tasks for each connector, alternating, and flushes.
     fn fill(log: &TaskLog, connectors: &[u16], n: u8) -> Vec<Vec<RecordKey>> {
         let mut keys = vec![Vec::new(); connectors.len()];
@@ -1730,13 +1745,7 @@ mod tests {
         let c = log.connector_number("c").unwrap();
         let keys = fill(&log, &[c], 100).remove(0);
         // Task 5 died, task 6 is still retrying: the head stays below both.
-        log.update(keys[5], |r| {
-            r.state = TaskState::Dead {
-                reason: "gone".into(),
-            };
-            Ok(())
-        })
-        .unwrap();
+        kill(&log, keys[5], "gone");
         log.update(keys[6], |r| {
             r.attempts = 1;
             r.state = TaskState::Retrying {
@@ -1755,13 +1764,7 @@ mod tests {
         assert_eq!(log.len(), 72);
         assert!(log.get(keys[6]).unwrap().is_some());
         // The retried task moves out of what is left of its chunk to a new one at the end.
-        log.update(keys[6], |r| {
-            r.state = TaskState::Dead {
-                reason: "gave up".into(),
-            };
-            Ok(())
-        })
-        .unwrap();
+        kill(&log, keys[6], "gave up");
         let (moved, record) = log
             .reopen(keys[6], |r| r.state = TaskState::Pending)
             .unwrap();

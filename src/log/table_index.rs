@@ -376,6 +376,18 @@ mod tests {
         (dir, TableIndex::open(&db).unwrap())
     }
 
+    /// An index that learnt `prod.sales.eu.orders` (metadata version 1) from an event at 10.
+    fn index_knowing_orders() -> (tempfile::TempDir, TableIndex) {
+        let (dir, index) = index();
+        index
+            .observe(
+                &mut with_metadata(event(EventType::AfterUpdateTable, 10), 1),
+                "POLARIS",
+            )
+            .unwrap();
+        (dir, index)
+    }
+
     #[test]
     fn learns_from_avro_events_and_enriches_stock_json_ones() {
         let (_dir, index) = index();
@@ -419,19 +431,13 @@ mod tests {
 
     #[test]
     fn what_the_index_filled_in_does_not_make_its_entry_newer() {
-        let (_dir, index) = index();
+        let (_dir, index) = index_knowing_orders();
         let orders = || {
             index
                 .get("POLARIS", "prod", &strings(&["sales", "eu"]), "orders")
                 .unwrap()
                 .unwrap()
         };
-        index
-            .observe(
-                &mut with_metadata(event(EventType::AfterUpdateTable, 10), 1),
-                "POLARIS",
-            )
-            .unwrap();
         // A stock JSON commit at 30 is enriched with version 1, but knows nothing itself.
         let mut json = event(EventType::AfterUpdateTable, 30);
         assert!(index.observe(&mut json, "POLARIS").unwrap());
@@ -461,13 +467,7 @@ mod tests {
 
     #[test]
     fn drops_enrich_then_forget_and_creates_are_never_enriched() {
-        let (_dir, index) = index();
-        index
-            .observe(
-                &mut with_metadata(event(EventType::AfterUpdateTable, 10), 1),
-                "POLARIS",
-            )
-            .unwrap();
+        let (_dir, index) = index_knowing_orders();
         let mut before_drop = event(EventType::BeforeDropTable, 19);
         assert!(index.observe(&mut before_drop, "POLARIS").unwrap());
         let mut drop = event(EventType::AfterDropTable, 20);
@@ -516,13 +516,7 @@ mod tests {
 
     #[test]
     fn renames_move_the_entry() {
-        let (_dir, index) = index();
-        index
-            .observe(
-                &mut with_metadata(event(EventType::AfterUpdateTable, 10), 1),
-                "POLARIS",
-            )
-            .unwrap();
+        let (_dir, index) = index_knowing_orders();
         let mut rename = PolarisEvent::new(EventType::AfterRenameTable);
         rename.timestamp_ms = Some(20);
         rename.catalog_name = Some("prod".into());
