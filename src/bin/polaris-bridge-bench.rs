@@ -1175,19 +1175,26 @@ async fn soak_run(bin: &Path, dir: &Path, args: &Args) -> anyhow::Result<Soak> {
         if offered_per_s.is_none() && producer.is_finished() {
             offered_per_s = Some((&mut producer).await??);
         }
+        // Sampled when due, and after the load until every task finished: a scrape and a
+        // walk of the store cost the bridge and the disk something, so not on every turn.
         let done = offered_per_s.is_some();
-        let sample = soak_sample(&bridge, started)?;
-        let finished_all = sample.finished >= count as f64;
-        if Instant::now() >= next || (done && finished_all) {
-            eprintln!(
-                "soak {:>4.0} s: RSS {:.0} MiB, store {:.0} MiB, {:.0} finished, {:.0} compacted",
-                sample.at_s, sample.rss_mib, sample.store_mib, sample.finished, sample.compacted
-            );
-            samples.push(sample);
-            next += SOAK_SAMPLE_EVERY;
-        }
-        if done && finished_all {
-            break;
+        let due = Instant::now() >= next;
+        if due || done {
+            let sample = soak_sample(&bridge, started)?;
+            let finished_all = sample.finished >= count as f64;
+            if due || finished_all {
+                eprintln!(
+                    "soak {:>4.0} s: RSS {:.0} MiB, store {:.0} MiB, {:.0} finished, {:.0} compacted",
+                    sample.at_s, sample.rss_mib, sample.store_mib, sample.finished, sample.compacted
+                );
+                samples.push(sample);
+            }
+            if due {
+                next += SOAK_SAMPLE_EVERY;
+            }
+            if done && finished_all {
+                break;
+            }
         }
         if started.elapsed() > Duration::from_secs(args.soak_seconds + 300) {
             bail!("the soak run did not finish within 5 minutes of the load's end");
