@@ -107,6 +107,27 @@ pub fn retain(
     postcard::to_stdvec(&kept).map(Some)
 }
 
+/// Encodes the tasks of `chunk` whose sequences `keep` accepts, from its [`entries`]
+/// (decoded once by the caller); `None` when none is left.
+pub fn retain_entries(
+    chunk: &[u8],
+    entries: &[(u64, Range<usize>)],
+    mut keep: impl FnMut(u64) -> bool,
+) -> Result<Option<Vec<u8>>, postcard::Error> {
+    let kept: Vec<Entry<'_>> = entries
+        .iter()
+        .filter(|(seq, _)| keep(*seq))
+        .map(|(seq, range)| Entry {
+            seq: *seq,
+            body: chunk.get(range.clone()).unwrap_or_default(),
+        })
+        .collect();
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    postcard::to_stdvec(&kept).map(Some)
+}
+
 /// Encodes a chunk of one task.
 pub fn single(seq: u64, body: &[u8]) -> Result<Vec<u8>, postcard::Error> {
     let entries: &[Entry<'_>] = &[Entry { seq, body }];
@@ -166,6 +187,15 @@ mod tests {
         assert_eq!(found[1].0, 5);
         assert_eq!(&kept[found[1].1.clone()], &[5; 4]);
         assert!(retain(&bytes, |_| false).unwrap().is_none());
+        let again = retain_entries(&bytes, &entries(&bytes).unwrap(), |seq| seq != 4).unwrap();
+        assert_eq!(
+            again.as_deref(),
+            Some(&kept[..]),
+            "the same bytes either way"
+        );
+        assert!(retain_entries(&bytes, &entries(&bytes).unwrap(), |_| false)
+            .unwrap()
+            .is_none());
         let one = single(42, b"x").unwrap();
         let found = entries(&one).unwrap();
         assert_eq!(found.len(), 1);

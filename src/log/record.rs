@@ -269,6 +269,63 @@ impl TaskRecord {
     }
 }
 
+/// What compaction needs of a stored task, read without decoding its event: whether it is
+/// finished, since when, and its dedup entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    /// The task reached a final state.
+    pub finished: bool,
+    /// When its state last changed (its creation, for a task without a status).
+    pub updated_ms: i64,
+    /// The task id.
+    pub task_id: [u8; 16],
+    /// Its dedup bucket.
+    pub dedup_bucket: u32,
+}
+
+impl Expiry {
+    /// Reads the leading fields of a stored body and, when there is one, of its status; a
+    /// task without a status is finished when `below_head` (succeeded on its first attempt,
+    /// see [`TaskRecord::from_parts`]).
+    pub fn read(
+        body: &[u8],
+        status: Option<&[u8]>,
+        below_head: bool,
+    ) -> Result<Self, postcard::Error> {
+        let (lead, _) = postcard::take_from_bytes::<BodyLead>(body)?;
+        let (finished, updated_ms) = match status {
+            Some(bytes) => {
+                let (lead, _) = postcard::take_from_bytes::<StatusLead>(bytes)?;
+                (lead.state.is_final(), lead.updated_ms)
+            }
+            None => (below_head, lead.created_ms),
+        };
+        Ok(Expiry {
+            finished,
+            updated_ms,
+            task_id: lead.task_id,
+            dedup_bucket: lead.dedup_bucket,
+        })
+    }
+}
+
+/// The first fields of [`BodyIn`], in its order.
+#[derive(Deserialize)]
+struct BodyLead {
+    task_id: [u8; 16],
+    dedup_bucket: u32,
+    created_ms: i64,
+}
+
+/// The first fields of [`StatusIn`], in its order.
+#[derive(Deserialize)]
+struct StatusLead {
+    state: TaskState,
+    /// Read past, not used.
+    _attempts: u32,
+    updated_ms: i64,
+}
+
 /// The body of a task as written (borrowed from the record, so nothing is copied).
 #[derive(Serialize)]
 struct BodyOut<'a> {
@@ -394,6 +451,36 @@ mod tests {
             history: vec![],
             checkpoint: None,
         }
+    }
+
+    #[test]
+    fn expiry_reads_what_the_whole_record_says() {
+        let dead = TaskRecord {
+            attempts: 3,
+            updated_ms: 50,
+            history: vec![],
+            ..record(TaskState::Dead {
+                reason: "gone".into(),
+            })
+        };
+        let body = dead.body_bytes().unwrap();
+        let status = dead.status_bytes().unwrap();
+        for (status, below_head) in [(None, true), (None, false), (Some(&status[..]), false)] {
+            let implied = if below_head {
+                TaskState::Succeeded { note: None }
+            } else {
+                TaskState::Pending
+            };
+            let whole = TaskRecord::from_parts("c".into(), &body, status, implied).unwrap();
+            let expiry = Expiry::read(&body, status, below_head).unwrap();
+            assert_eq!(expiry.finished, whole.state.is_final());
+            assert_eq!(expiry.updated_ms, whole.updated_ms);
+            assert_eq!(
+                (expiry.task_id, expiry.dedup_bucket),
+                (whole.task_id, whole.dedup_bucket)
+            );
+        }
+        assert!(Expiry::read(&body[..10], None, true).is_err());
     }
 
     #[test]

@@ -52,7 +52,7 @@ use polaris_bridge_api::TaskId;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use super::chunk::{self, OpenChunk};
-use super::record::{RejectedRecord, ReplayRecord, TaskRecord, TaskState};
+use super::record::{Expiry, RejectedRecord, ReplayRecord, TaskRecord, TaskState};
 
 /// The store format this build reads and writes (3: bodies in chunks, sparse statuses).
 const FORMAT_VERSION: u32 = 3;
@@ -838,17 +838,18 @@ impl TaskLog {
             for entry in self.chunks.range(start.to_bytes()..=last.to_bytes()) {
                 let (chunk_key, chunk_bytes) = entry?;
                 // The chunk's key as the API's record tokens spell it.
-                let token = hex::encode(&chunk_key);
+                let corrupt = |what: &str, e: postcard::Error| LogError::Corrupt {
+                    key: hex::encode(&chunk_key),
+                    message: format!("chunk does not {what}: {e}"),
+                };
+                let entries = chunk::entries(&chunk_bytes).map_err(|e| corrupt("decode", e))?;
                 let (gone, stop) =
-                    self.expired_in_chunk(connector, &token, &chunk_bytes, head, cutoff_ms)?;
+                    self.expired_in_chunk(connector, &chunk_bytes, &entries, head, cutoff_ms)?;
                 if !gone.is_empty() {
-                    let left = chunk::retain(&chunk_bytes, |seq| {
-                        !gone.iter().any(|(key, _)| key.seq == seq)
+                    let left = chunk::retain_entries(&chunk_bytes, &entries, |seq| {
+                        !gone.iter().any(|task| task.key.seq == seq)
                     })
-                    .map_err(|e| LogError::Corrupt {
-                        key: token.clone(),
-                        message: format!("chunk does not encode: {e}"),
-                    })?;
+                    .map_err(|e| corrupt("encode", e))?;
                     // Compare-and-swap: an operator's retry may have moved a task out of this
                     // chunk meanwhile; the next round looks at it again.
                     if self
@@ -856,12 +857,17 @@ impl TaskLog {
                         .compare_and_swap(&chunk_key, Some(&chunk_bytes), left)?
                         .is_ok()
                     {
-                        for (key, dedup_key) in &gone {
-                            let key_bytes = key.to_bytes();
-                            self.states.remove(key_bytes)?;
+                        for task in &gone {
+                            let key_bytes = task.key.to_bytes();
+                            // Most tasks never had a status (first-attempt successes); a
+                            // task's status changes only with a retry, which would have
+                            // changed the chunk.
+                            if task.has_status {
+                                self.states.remove(key_bytes)?;
+                            }
                             // The index entry goes only if it still points here.
                             let _ = self.ids.compare_and_swap(
-                                dedup_key,
+                                task.dedup_key,
                                 Some(&key_bytes[..]),
                                 None as Option<&[u8]>,
                             )?;
@@ -877,41 +883,47 @@ impl TaskLog {
         Ok(removed)
     }
 
-    /// The tasks of one chunk that compaction removes (with their dedup keys), and whether
-    /// the walk stops after this chunk (it reached the head, or a task created after the
-    /// cutoff that has no status: every later one is newer still).
-    #[allow(clippy::type_complexity)]
+    /// The tasks of one chunk that compaction removes, and whether the walk stops after this
+    /// chunk (it reached the head, or a task created after the cutoff that has no status:
+    /// every later one is newer still). Reads only the leading fields of each body and status.
     fn expired_in_chunk(
         &self,
         connector: u16,
-        chunk_token: &str,
         chunk_bytes: &[u8],
+        entries: &[(u64, Range<usize>)],
         head: u64,
         cutoff_ms: i64,
-    ) -> Result<(Vec<(RecordKey, [u8; 20])>, bool), LogError> {
-        let entries = chunk::entries(chunk_bytes).map_err(|e| LogError::Corrupt {
-            key: chunk_token.to_owned(),
-            message: format!("chunk does not decode: {e}"),
-        })?;
+    ) -> Result<(Vec<ExpiredTask>, bool), LogError> {
         let mut gone = Vec::new();
         for (seq, range) in entries {
-            if seq >= head {
+            if *seq >= head {
                 return Ok((gone, true));
             }
-            let key = RecordKey { connector, seq };
+            let key = RecordKey {
+                connector,
+                seq: *seq,
+            };
             let status = self.states.get(key.to_bytes())?;
-            let body = chunk_bytes.get(range).unwrap_or_default();
-            let record = self.compose(key, body, status.as_deref(), head)?;
-            if !record.state.is_final() {
+            let body = chunk_bytes.get(range.clone()).unwrap_or_default();
+            let expiry =
+                Expiry::read(body, status.as_deref(), true).map_err(|e| LogError::Corrupt {
+                    key: key.to_token(),
+                    message: e.to_string(),
+                })?;
+            if !expiry.finished {
                 continue;
             }
-            if record.updated_ms >= cutoff_ms {
+            if expiry.updated_ms >= cutoff_ms {
                 if status.is_none() {
                     return Ok((gone, true));
                 }
                 continue;
             }
-            gone.push((key, dedup_key(&record)));
+            gone.push(ExpiredTask {
+                key,
+                dedup_key: dedup_key_of(expiry.dedup_bucket, &expiry.task_id),
+                has_status: status.is_some(),
+            });
         }
         Ok((gone, false))
     }
@@ -1416,10 +1428,25 @@ fn rejected_key(topic: &str, partition: i32, offset: i64) -> Vec<u8> {
 
 /// A task's key in the dedup index.
 fn dedup_key(record: &TaskRecord) -> [u8; 20] {
+    dedup_key_of(record.dedup_bucket, &record.task_id)
+}
+
+/// The dedup index key of a task: its bucket, then its id.
+fn dedup_key_of(bucket: u32, task_id: &[u8; 16]) -> [u8; 20] {
     let mut key = [0u8; 20];
-    key[..4].copy_from_slice(&record.dedup_bucket.to_be_bytes());
-    key[4..].copy_from_slice(&record.task_id);
+    key[..4].copy_from_slice(&bucket.to_be_bytes());
+    key[4..].copy_from_slice(task_id);
     key
+}
+
+/// A task compaction removes.
+struct ExpiredTask {
+    /// Where its body is.
+    key: RecordKey,
+    /// Its dedup index entry.
+    dedup_key: [u8; 20],
+    /// Whether it has a status entry to remove too.
+    has_status: bool,
 }
 
 fn encode_body(record: &TaskRecord) -> Result<Vec<u8>, LogError> {
@@ -1581,6 +1608,7 @@ mod tests {
         assert_eq!(log.compact(r.updated_ms + 1).unwrap(), 1);
         assert!(log.find(&TaskId::from_bytes([9; 16])).unwrap().is_none());
         assert!(log.is_empty());
+        assert!(log.states.is_empty(), "its status went with it");
         // After compaction the id is free again: a replay older than retention runs again.
         assert!(matches!(
             log.insert(c, &record(9, 5)).unwrap(),
