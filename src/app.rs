@@ -308,12 +308,16 @@ async fn compaction(
     }
 }
 
-/// Keeps the Prometheus histograms' windows rolling.
+/// Keeps the Prometheus histograms' windows rolling, and the C heap trimmed and measured.
 async fn upkeep(metrics: PrometheusHandle, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
+    let mut c_heap = crate::c_heap::CHeap::default();
     loop {
         tokio::select! {
-            _ = ticker.tick() => metrics.run_upkeep(),
+            _ = ticker.tick() => {
+                metrics.run_upkeep();
+                c_heap.upkeep();
+            }
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }

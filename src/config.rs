@@ -246,7 +246,8 @@ pub struct SourceConfig {
     /// Unfinished tasks below which a paused consumer resumes.
     #[serde(default = "default_resume_backlog")]
     pub resume_backlog: u64,
-    /// librdkafka's prefetch bound per partition, in KiB (`queued.max.messages.kbytes`).
+    /// librdkafka's prefetch bound, in KiB (`queued.max.messages.kbytes`): one queue for all
+    /// the assigned partitions.
     #[serde(default = "default_prefetch_kb")]
     pub prefetch_kbytes: u64,
 }

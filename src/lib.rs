@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod c_heap;
 pub mod config;
 pub mod connectors;
 pub mod demo;

@@ -63,6 +63,15 @@ pub const REJECTED_KEPT: &str = "polaris_bridge_rejected_messages";
 /// made durable, from librdkafka's statistics every 5 s; 0 once the partition is no longer
 /// assigned. Labels: `topic`, `partition` (bounded by the topics' partitions).
 pub const CONSUMER_LAG: &str = "polaris_bridge_consumer_lag";
+/// Bytes of fetched messages librdkafka holds for the source and has not yet handed over
+/// (its prefetch queue, bounded by `source.prefetch_kbytes` give or take a fetch), from its
+/// statistics every 5 s.
+pub const SOURCE_PREFETCHED_BYTES: &str = "polaris_bridge_source_prefetched_bytes";
+/// Bytes allocated with the C allocator (glibc's `malloc`; Linux with glibc only) and not
+/// freed, every 5 s. With the default mimalloc build only C libraries allocate there,
+/// librdkafka above all (fetch buffers, queued messages); with the system allocator Rust's
+/// allocations too.
+pub const C_HEAP_BYTES: &str = "polaris_bridge_c_heap_bytes";
 /// Rejected messages an operator replayed. Labels: `outcome` (routed, unrouted, rejected).
 pub const REJECTED_REPLAYED: &str = "polaris_bridge_rejected_replayed_total";
 /// Operator actions through the admin API or the `tasks` CLI. Labels: `action` (retry,
@@ -175,6 +184,16 @@ fn describe() {
     describe_gauge!(
         CONSUMER_LAG,
         "Messages between the high watermark and the stored offset, per assigned partition"
+    );
+    describe_gauge!(
+        SOURCE_PREFETCHED_BYTES,
+        Unit::Bytes,
+        "Fetched messages librdkafka holds for the source, not yet polled"
+    );
+    describe_gauge!(
+        C_HEAP_BYTES,
+        Unit::Bytes,
+        "Bytes allocated with the C allocator and not freed (librdkafka's buffers and queues)"
     );
     describe_counter!(
         REJECTED_REPLAYED,

@@ -176,14 +176,18 @@ impl SourceContext {
 impl ClientContext for SourceContext {
     /// Publishes the consumer lag of each assigned partition: messages between the high
     /// watermark and the stored offset (what is not yet durable in the log). Partitions no
-    /// longer assigned drop to 0.
+    /// longer assigned drop to 0. Also the bytes in librdkafka's prefetch queue.
     fn stats(&self, statistics: Statistics) {
         let mut current = HashSet::new();
+        let mut prefetched = 0u64;
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
                 if *partition < 0 || !p.desired {
                     continue;
                 }
+                // The partitions' queues forward to the consumer's one queue, and each
+                // reports that queue's size: the largest is the total, not the sum.
+                prefetched = prefetched.max(p.fetchq_size);
                 let lag = if p.consumer_lag_stored >= 0 {
                     p.consumer_lag_stored
                 } else {
@@ -197,6 +201,7 @@ impl ClientContext for SourceContext {
                 current.insert((topic.clone(), *partition));
             }
         }
+        gauge!(m::SOURCE_PREFETCHED_BYTES).set(prefetched as f64);
         if let Ok(mut last) = self.lag_series.lock() {
             for (topic, partition) in last.difference(&current) {
                 gauge!(m::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())

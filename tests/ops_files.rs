@@ -350,6 +350,11 @@ async fn every_dashboard_metric_is_exported_by_a_live_bridge() {
         lag_series, 2,
         "one lag series per assigned partition:\n{text}"
     );
+    // The same statistics give the prefetch queue's size; the C heap is measured on the
+    // same 5 s tick (librdkafka alone has allocated something by now).
+    assert!(exported(&text, m::SOURCE_PREFETCHED_BYTES), "{text}");
+    let c_heap = polaris_bridge::demo::sum(&text, m::C_HEAP_BYTES, None);
+    assert!(c_heap > 0.0, "C heap in use, bytes: {c_heap}\n{text}");
 
     let connector_only: Vec<&str> = m::CONNECTOR_METRICS.iter().map(|(n, _)| *n).collect();
     let mut skipped = Vec::new();

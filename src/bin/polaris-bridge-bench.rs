@@ -277,12 +277,34 @@ struct SoakSample {
     at_s: f64,
     /// Resident set size of the bridge (VmRSS).
     rss_mib: f64,
+    /// What is allocated with glibc's malloc (librdkafka's buffers and queues, with the
+    /// default allocator), MiB, as of the bridge's last 5-second refresh.
+    c_heap_mib: f64,
+    /// librdkafka's prefetch queues, MiB, as of its last 5-second statistics.
+    prefetched_mib: f64,
     /// Size of its store on disk, MiB.
     store_mib: f64,
     /// Tasks finished so far.
     finished: f64,
     /// Tasks compacted away so far.
     compacted: f64,
+}
+
+impl SoakSample {
+    /// The sample as a row of the soak table (seconds, RSS, C heap, prefetched, store MiB,
+    /// finished, compacted).
+    fn row(&self) -> String {
+        format!(
+            "| {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} |",
+            self.at_s,
+            self.rss_mib,
+            self.c_heap_mib,
+            self.prefetched_mib,
+            self.store_mib,
+            self.finished,
+            self.compacted
+        )
+    }
 }
 
 /// One soak run: the samples, and the figures over the whole run.
@@ -609,16 +631,13 @@ fn report_soak(args: &Args, run: usize, soak: &Soak) {
         soak.peak_rss_mib
     );
     println!();
-    println!("| s | RSS MiB | store MiB | tasks finished | tasks compacted |");
-    println!("|---|---|---|---|---|");
+    println!("| s | RSS MiB | C heap MiB | prefetched MiB | store MiB | tasks finished | tasks compacted |");
+    println!("|---|---|---|---|---|---|---|");
     let per_minute = (60.0 / SOAK_SAMPLE_EVERY.as_secs_f64()).round().max(1.0) as usize;
     let last = soak.samples.len().saturating_sub(1);
     for (i, sample) in soak.samples.iter().enumerate() {
         if (i + 1) % per_minute == 0 || i == last {
-            println!(
-                "| {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
-                sample.at_s, sample.rss_mib, sample.store_mib, sample.finished, sample.compacted
-            );
+            println!("{}", sample.row());
         }
     }
     // Flat: the second half's highest RSS against the first half's (after the first
@@ -1183,10 +1202,7 @@ async fn soak_run(bin: &Path, dir: &Path, args: &Args) -> anyhow::Result<Soak> {
             let sample = soak_sample(&bridge, started)?;
             let finished_all = sample.finished >= count as f64;
             if due || finished_all {
-                eprintln!(
-                    "soak {:>4.0} s: RSS {:.0} MiB, store {:.0} MiB, {:.0} finished, {:.0} compacted",
-                    sample.at_s, sample.rss_mib, sample.store_mib, sample.finished, sample.compacted
-                );
+                eprintln!("soak {}", sample.row());
                 samples.push(sample);
             }
             if due {
@@ -1216,6 +1232,9 @@ fn soak_sample(bridge: &BridgeProcess, started: Instant) -> anyhow::Result<SoakS
     Ok(SoakSample {
         at_s: started.elapsed().as_secs_f64(),
         rss_mib: status_mib(bridge.pid(), "VmRSS:")?,
+        c_heap_mib: polaris_bridge::demo::sum(&text, m::C_HEAP_BYTES, None) / 1048576.0,
+        prefetched_mib: polaris_bridge::demo::sum(&text, m::SOURCE_PREFETCHED_BYTES, None)
+            / 1048576.0,
         store_mib: dir_size(&bridge.store) as f64 / 1048576.0,
         finished: polaris_bridge::demo::sum(&text, m::TASKS_FINISHED, None),
         compacted: polaris_bridge::demo::sum(&text, m::TASKS_COMPACTED, None),
