@@ -264,8 +264,12 @@ fn default_max_backlog() -> u64 {
 fn default_resume_backlog() -> u64 {
     50_000
 }
+/// 4 MiB: librdkafka holds about twice the queued bytes in C heap (the fetch buffers the
+/// messages point into, and a descriptor per message), so a source that is behind held about
+/// 45 MiB with 16 MiB; the events/s were the same from 2 to 16 MiB with the 10 ms fetch backoff
+/// (BENCHMARKS.md). A broker far away (tens of ms) may want more.
 fn default_prefetch_kb() -> u64 {
-    16 * 1024
+    4 * 1024
 }
 
 impl Default for SourceConfig {
