@@ -348,7 +348,7 @@ impl PolarisTables {
                 }
                 404 => return Ok(None),
                 401 if !refreshed => {
-                    self.tokens.invalidate(&token).await;
+                    self.tokens.invalidate(&token);
                     refreshed = true;
                 }
                 408 | 429 | 500..=599 | 401 => return Err(transient(format!("HTTP {status}"))),

@@ -178,7 +178,7 @@ impl TokenSource {
 
     /// Forgets `stale` (a token the server answered 401 to), so the next call fetches anew.
     /// A token fetched meanwhile by a concurrent request is kept.
-    pub async fn invalidate(&self, stale: &str) {
+    pub fn invalidate(&self, stale: &str) {
         self.with_cache(|cache| {
             if cache.token.as_ref().is_some_and(|c| c.token == stale) {
                 cache.token = None;
@@ -310,7 +310,7 @@ mod tests {
         );
 
         // After a 401 the stale token is forgotten and the next callers share one new fetch.
-        tokens.invalidate("t1").await;
+        tokens.invalidate("t1");
         let (a, b) = tokio::join!(tokens.token(), tokens.token());
         assert_eq!(
             (a.unwrap(), b.unwrap()),

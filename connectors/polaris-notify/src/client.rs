@@ -103,7 +103,7 @@ impl NotifyClient {
                 }
                 401 if !refreshed => {
                     tracing::info!(target = %what, "401 from the target: refreshing the token once");
-                    self.tokens.invalidate(&token).await;
+                    self.tokens.invalidate(&token);
                     refreshed = true;
                 }
                 401 => {
