@@ -41,6 +41,10 @@ impl CHeap {
             // SAFETY: malloc_trim only releases free pages and is thread-safe in glibc; a pad
             // of 0 keeps nothing in reserve.
             unsafe { libc::malloc_trim(0) };
+            tracing::debug!(
+                free_bytes = info.fordblks,
+                "returned the C heap's free pages"
+            );
             // SAFETY: as above.
             info = unsafe { libc::mallinfo2() };
             self.free_after_trim = info.fordblks;
@@ -49,7 +53,7 @@ impl CHeap {
         gauge!(m::C_HEAP_BYTES).set((info.uordblks + info.hblkhd) as f64);
     }
 
-    /// Trims so far (for tests and logs).
+    /// Trims so far.
     pub fn trims(&self) -> u64 {
         self.trims
     }

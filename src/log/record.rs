@@ -284,21 +284,17 @@ pub struct Expiry {
 }
 
 impl Expiry {
-    /// Reads the leading fields of a stored body and, when there is one, of its status; a
-    /// task without a status is finished when `below_head` (succeeded on its first attempt,
-    /// see [`TaskRecord::from_parts`]).
-    pub fn read(
-        body: &[u8],
-        status: Option<&[u8]>,
-        below_head: bool,
-    ) -> Result<Self, postcard::Error> {
+    /// Reads the leading fields of a stored body and, when there is one, of its status, for
+    /// a task below its connector's head (compaction looks at no other): one without a status
+    /// succeeded on its first attempt (see [`TaskRecord::from_parts`]).
+    pub fn read(body: &[u8], status: Option<&[u8]>) -> Result<Self, postcard::Error> {
         let (lead, _) = postcard::take_from_bytes::<BodyLead>(body)?;
         let (finished, updated_ms) = match status {
             Some(bytes) => {
                 let (lead, _) = postcard::take_from_bytes::<StatusLead>(bytes)?;
                 (lead.state.is_final(), lead.updated_ms)
             }
-            None => (below_head, lead.created_ms),
+            None => (true, lead.created_ms),
         };
         Ok(Expiry {
             finished,
@@ -465,14 +461,10 @@ mod tests {
         };
         let body = dead.body_bytes().unwrap();
         let status = dead.status_bytes().unwrap();
-        for (status, below_head) in [(None, true), (None, false), (Some(&status[..]), false)] {
-            let implied = if below_head {
-                TaskState::Succeeded { note: None }
-            } else {
-                TaskState::Pending
-            };
+        for status in [None, Some(&status[..])] {
+            let implied = TaskState::Succeeded { note: None };
             let whole = TaskRecord::from_parts("c".into(), &body, status, implied).unwrap();
-            let expiry = Expiry::read(&body, status, below_head).unwrap();
+            let expiry = Expiry::read(&body, status).unwrap();
             assert_eq!(expiry.finished, whole.state.is_final());
             assert_eq!(expiry.updated_ms, whole.updated_ms);
             assert_eq!(
@@ -480,7 +472,7 @@ mod tests {
                 (whole.task_id, whole.dedup_bucket)
             );
         }
-        assert!(Expiry::read(&body[..10], None, true).is_err());
+        assert!(Expiry::read(&body[..10], None).is_err());
     }
 
     #[test]

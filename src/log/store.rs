@@ -905,11 +905,10 @@ impl TaskLog {
             };
             let status = self.states.get(key.to_bytes())?;
             let body = chunk_bytes.get(range.clone()).unwrap_or_default();
-            let expiry =
-                Expiry::read(body, status.as_deref(), true).map_err(|e| LogError::Corrupt {
-                    key: key.to_token(),
-                    message: e.to_string(),
-                })?;
+            let expiry = Expiry::read(body, status.as_deref()).map_err(|e| LogError::Corrupt {
+                key: key.to_token(),
+                message: e.to_string(),
+            })?;
             if !expiry.finished {
                 continue;
             }
