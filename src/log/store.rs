@@ -355,28 +355,7 @@ pub struct TaskLog {
 impl TaskLog {
     /// Opens (or creates) the store at `path` with a page cache of `cache_mb` MiB.
     pub fn open(path: &Path, cache_mb: u64) -> Result<TaskLog, LogError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    LogError::Locked {
-                        path: path.to_path_buf(),
-                    }
-                }
-                sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
-                    LogError::Damaged {
-                        path: path.to_path_buf(),
-                        message: e.to_string(),
-                    }
-                }
-                other => LogError::Sled(other),
-            })?;
+        let db = open_db(path, cache_mb)?;
         let meta = db.open_tree("meta")?;
         match meta.get(META_FORMAT)? {
             None => {
@@ -967,6 +946,45 @@ impl TaskLog {
             key,
             self.compose(key, body.bytes(), status.as_deref(), head)?,
         ))
+    }
+}
+
+/// How long [`open_db`] waits for a lock that a store closed within this process may still
+/// hold: sled's flusher thread keeps the file lock for a moment after the last handle drops
+/// (spacejam/sled#1234), so an immediate reopen would otherwise be refused now and then.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the sled database at `path`, waiting up to [`LOCK_WAIT`] for its lock to be released
+/// before reporting [`LogError::Locked`].
+pub(crate) fn open_db(path: &Path, cache_mb: u64) -> Result<sled::Db, LogError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Err(LogError::Locked {
+                        path: path.to_path_buf(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(e @ (sled::Error::Corruption { .. } | sled::Error::ReportableBug(_))) => {
+                return Err(LogError::Damaged {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })
+            }
+            Err(other) => return Err(LogError::Sled(other)),
+        }
     }
 }
 
@@ -1851,7 +1869,7 @@ mod tests {
         );
         assert_clean(&log, 70);
         drop(log);
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path(), 8).unwrap();
         assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"tasks"));
     }
 
