@@ -19,10 +19,12 @@
 //! third of their lease, checkpoints, failures and cancellations write a status, with
 //! compare-and-swap.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use backoff::backoff::Backoff;
@@ -1027,13 +1029,19 @@ impl Dispatcher {
     }
 }
 
-/// The deliveries under way: one tokio task each. A delivery that panics is reported as a
-/// transient failure of its task (the task id of the join error names it).
+/// The deliveries under way. Each is polled once by the dispatcher itself: one that finishes
+/// at once (a connector that only hands the event on, or a failure found before any I/O) is
+/// completed without a task, and the rest continue as a tokio task each. A spawn costs a
+/// cross-thread wake-up (an `eventfd` write) whenever the other runtime worker is idle, about
+/// 6% of the bridge's CPU end to end when every delivery was spawned (BENCHMARKS.md). A
+/// delivery that panics is reported as a transient failure of its task.
 #[derive(Default)]
 struct Deliveries {
     tasks: JoinSet<Completion>,
-    /// Sequence and start (ms) of each delivery, by tokio task id.
+    /// Sequence and start (ms) of each spawned delivery, by tokio task id.
     started: HashMap<tokio::task::Id, (u64, i64)>,
+    /// Deliveries that finished on their first poll, not yet taken.
+    finished: VecDeque<Completion>,
 }
 
 impl Deliveries {
@@ -1043,26 +1051,51 @@ impl Deliveries {
         started_ms: i64,
         delivery: impl Future<Output = Completion> + Send + 'static,
     ) {
-        let handle = self.tasks.spawn(delivery);
-        self.started.insert(handle.id(), (seq, started_ms));
+        let mut delivery = Box::pin(delivery);
+        // A waker that does nothing is enough: a delivery still pending is spawned at once,
+        // and tokio polls it again with the task's own waker.
+        let mut context = Context::from_waker(Waker::noop());
+        match std::panic::catch_unwind(AssertUnwindSafe(|| delivery.as_mut().poll(&mut context))) {
+            Ok(Poll::Ready(done)) => self.finished.push_back(done),
+            Ok(Poll::Pending) => {
+                let handle = self.tasks.spawn(delivery);
+                self.started.insert(handle.id(), (seq, started_ms));
+            }
+            Err(panic) => self.finished.push_back(Completion {
+                seq,
+                started_ms,
+                elapsed: Duration::ZERO,
+                event_ms: None,
+                result: Err(DeliveryError::transient(format!(
+                    "connector task failed: it panicked: {}",
+                    panic_message(panic.as_ref())
+                ))),
+            }),
+        }
     }
 
     fn len(&self) -> usize {
-        self.tasks.len()
+        self.tasks.len() + self.finished.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.tasks.is_empty() && self.finished.is_empty()
     }
 
     /// The next delivery to finish; `None` when none is under way.
     async fn next(&mut self) -> Option<Completion> {
+        if let Some(done) = self.finished.pop_front() {
+            return Some(done);
+        }
         let joined = self.tasks.join_next_with_id().await?;
         Some(self.completion(joined))
     }
 
     /// A delivery that has already finished, if any.
     fn try_next(&mut self) -> Option<Completion> {
+        if let Some(done) = self.finished.pop_front() {
+            return Some(done);
+        }
         let joined = self.tasks.try_join_next_with_id()?;
         Some(self.completion(joined))
     }
@@ -1090,6 +1123,15 @@ impl Deliveries {
             }
         }
     }
+}
+
+/// The text of a panic's payload (a `&str` or a `String`), or a placeholder.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 /// What became of an attempt to start a task.
@@ -1531,10 +1573,12 @@ mod tests {
         task.await.unwrap().unwrap();
     }
 
-    /// Panics on its first delivery, then succeeds.
+    /// Panics on its first delivery, then succeeds; with `after_await`, the panic comes after
+    /// the delivery has waited once (so in a spawned task, not in the dispatcher's first poll).
     #[derive(Default)]
     struct PanicsOnce {
         calls: AtomicU64,
+        after_await: bool,
     }
 
     #[async_trait]
@@ -1547,6 +1591,9 @@ mod tests {
             _: &Delivery,
             _: &dyn TaskContext,
         ) -> Result<DeliveryOutcome, DeliveryError> {
+            if self.after_await {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 panic!("connector bug");
             }
@@ -1556,27 +1603,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_delivery_is_a_transient_failure_of_its_task() {
-        let h = harness();
-        let connector = Arc::new(PanicsOnce::default());
-        let (stop, task) = h.spawn_with(connector.clone(), 2, false);
-        h.add("boom", "");
-        h.settle().await;
-        let r = &h.states()["boom"];
-        assert_eq!(r.state, TaskState::Succeeded { note: None });
-        assert_eq!(r.attempts, 2);
-        assert_eq!(r.history[0].outcome, "transient");
-        assert!(
-            r.history[0]
-                .message
-                .as_deref()
-                .unwrap()
-                .contains("connector task failed"),
-            "{:?}",
-            r.history
-        );
-        assert_eq!(connector.calls.load(Ordering::SeqCst), 2);
-        stop.send(true).unwrap();
-        task.await.unwrap().unwrap();
+        for after_await in [false, true] {
+            let h = harness();
+            let connector = Arc::new(PanicsOnce {
+                after_await,
+                ..Default::default()
+            });
+            let (stop, task) = h.spawn_with(connector.clone(), 2, false);
+            h.add("boom", "");
+            h.settle().await;
+            let r = &h.states()["boom"];
+            assert_eq!(r.state, TaskState::Succeeded { note: None });
+            assert_eq!(r.attempts, 2);
+            assert_eq!(r.history[0].outcome, "transient");
+            let message = r.history[0].message.as_deref().unwrap();
+            assert!(
+                message.contains("connector task failed") && message.contains("connector bug"),
+                "{message}"
+            );
+            assert_eq!(connector.calls.load(Ordering::SeqCst), 2);
+            stop.send(true).unwrap();
+            task.await.unwrap().unwrap();
+        }
     }
 
     #[tokio::test]
