@@ -3,7 +3,8 @@
 //! A task's record key is `connector number (u16 BE) ++ sequence (u64 BE)`. Trees:
 //! - `chunks`: the tasks' bodies (id, event, source position, ordering key), each written once
 //!   and never changed, in [chunks](super::chunk) of up to 64 consecutive tasks of one
-//!   connector (6 KiB at most), keyed by the record key of their first task. Sequences come from sled's
+//!   connector (zstd-compressed, about 6 KiB stored at most), keyed by the record key of
+//!   their first task. Sequences come from sled's
 //!   monotonic id generator, allocated under the append lock that also holds each connector's
 //!   open chunk; a chunk is written when it is full, when the log is flushed, or before any
 //!   other write of that connector's bodies, so each connector's tasks are in creation order,
@@ -42,6 +43,7 @@
 //!
 //! Format 2 (one `tasks` entry per body) is migrated to chunks when it is opened.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -54,8 +56,13 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::chunk::{self, OpenChunk};
 use super::record::{Expiry, RejectedRecord, ReplayRecord, TaskRecord, TaskState};
 
-/// The store format this build reads and writes (3: bodies in chunks, sparse statuses).
-const FORMAT_VERSION: u32 = 3;
+/// The store format this build reads and writes (4: bodies in compressed chunks, sparse
+/// statuses).
+const FORMAT_VERSION: u32 = 4;
+/// The format with plain chunks: read as it is (its chunks stay plain until rewritten) and
+/// marked 4 on open, so that an older build refuses the store rather than misreads a
+/// compressed chunk.
+const FORMAT_PLAIN_CHUNKS: u32 = 3;
 /// The format before chunks (one `tasks` entry per body), migrated on open.
 const FORMAT_UNCHUNKED: u32 = 2;
 const META_FORMAT: &[u8] = b"format_version";
@@ -240,7 +247,7 @@ struct StoredBody {
     key: RecordKey,
     /// The key of the chunk holding it.
     chunk_key: [u8; 10],
-    /// The chunk's bytes.
+    /// The chunk's plain encoding.
     chunk: sled::IVec,
     /// Where the body lies in `chunk`.
     range: Range<usize>,
@@ -258,7 +265,7 @@ struct Bodies {
     chunks: sled::Iter,
     lower: RecordKey,
     upper: RecordKey,
-    /// The key of the chunk being read, and its bytes.
+    /// The key of the chunk being read, and its plain encoding.
     chunk_key: RecordKey,
     chunk: sled::IVec,
     entries: std::vec::IntoIter<(u64, Range<usize>)>,
@@ -315,10 +322,10 @@ impl Iterator for Bodies {
                     message: "chunk key is not 10 bytes".into(),
                 }));
             };
-            match chunk::entries(&v) {
-                Ok(entries) => {
+            match plain_chunk(v).and_then(|plain| Ok((chunk::entries(&plain)?, plain))) {
+                Ok((entries, plain)) => {
                     self.chunk_key = chunk_key;
-                    self.chunk = v;
+                    self.chunk = plain;
                     self.entries = entries.into_iter();
                 }
                 Err(e) => {
@@ -375,6 +382,13 @@ impl TaskLog {
                 meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
             }
             Some(found) if found.as_ref() == FORMAT_VERSION.to_be_bytes() => {}
+            Some(found) if found.as_ref() == FORMAT_PLAIN_CHUNKS.to_be_bytes() => {
+                meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
+                db.flush()?;
+                tracing::info!(
+                    "task log format 3 marked 4: new chunks are compressed, old ones read as they are"
+                );
+            }
             Some(found) if found.as_ref() == FORMAT_UNCHUNKED.to_be_bytes() => {
                 migrate_to_chunks(&db, &meta)?
             }
@@ -817,15 +831,16 @@ impl TaskLog {
             for entry in self.chunks.range(start.to_bytes()..=last.to_bytes()) {
                 let (chunk_key, chunk_bytes) = entry?;
                 // The chunk's key as the API's record tokens spell it.
-                let corrupt = |what: &str, e: postcard::Error| LogError::Corrupt {
+                let corrupt = |what: &str, e: chunk::ChunkError| LogError::Corrupt {
                     key: hex::encode(&chunk_key),
                     message: format!("chunk does not {what}: {e}"),
                 };
-                let entries = chunk::entries(&chunk_bytes).map_err(|e| corrupt("decode", e))?;
+                let plain = chunk::unpack(&chunk_bytes).map_err(|e| corrupt("decode", e))?;
+                let entries = chunk::entries(&plain).map_err(|e| corrupt("decode", e.into()))?;
                 let (gone, stop) =
-                    self.expired_in_chunk(connector, &chunk_bytes, &entries, head, cutoff_ms)?;
+                    self.expired_in_chunk(connector, &plain, &entries, head, cutoff_ms)?;
                 if !gone.is_empty() {
-                    let left = chunk::retain_entries(&chunk_bytes, &entries, |seq| {
+                    let left = chunk::retain_entries(&plain, &entries, |seq| {
                         !gone.iter().any(|task| task.key.seq == seq)
                     })
                     .map_err(|e| corrupt("encode", e))?;
@@ -912,7 +927,12 @@ impl TaskLog {
             .iter()
             .values()
             .filter_map(Result::ok)
-            .map(|chunk| chunk::entries(&chunk).map_or(0, |entries| entries.len()))
+            .map(|chunk| {
+                chunk::unpack(&chunk)
+                    .ok()
+                    .and_then(|plain| chunk::entries(&plain).ok())
+                    .map_or(0, |entries| entries.len())
+            })
             .sum()
     }
 
@@ -1088,11 +1108,14 @@ impl TaskLog {
                 ));
             };
             let mut found = false;
-            let rest = chunk::retain(&old_chunk, |seq| {
-                found |= seq == key.seq;
-                seq != key.seq
-            })
-            .map_err(|_| {
+            let rest = chunk::unpack(&old_chunk)
+                .and_then(|plain| {
+                    chunk::retain(&plain, |seq| {
+                        found |= seq == key.seq;
+                        seq != key.seq
+                    })
+                })
+                .map_err(|_| {
                 ConflictableTransactionError::Abort(
                     "the task's chunk does not decode (run `polaris-bridge store check`)",
                 )
@@ -1368,6 +1391,15 @@ impl TaskLog {
     }
 }
 
+/// The plain encoding of a stored chunk, as an `IVec` the bodies read from: the value itself
+/// for a format 3 chunk, the decompressed bytes for a compressed one.
+fn plain_chunk(stored: sled::IVec) -> Result<sled::IVec, chunk::ChunkError> {
+    Ok(match chunk::unpack(&stored)? {
+        Cow::Borrowed(_) => stored,
+        Cow::Owned(plain) => sled::IVec::from(plain),
+    })
+}
+
 /// Writes `chunk` of `connector` to the `chunks` tree, if it holds anything, and empties it.
 fn write_chunk(chunks: &sled::Tree, connector: u16, chunk: &mut OpenChunk) -> Result<(), LogError> {
     let Some(seq) = chunk.first() else {
@@ -1422,7 +1454,7 @@ fn migrate_to_chunks(db: &sled::Db, meta: &sled::Tree) -> Result<(), LogError> {
     db.flush()?;
     tracing::info!(
         tasks = moved,
-        "task log migrated from format 2 to 3 (task bodies in chunks)"
+        "task log migrated from format 2 to 4 (task bodies in compressed chunks)"
     );
     Ok(())
 }
@@ -1871,6 +1903,62 @@ mod tests {
         drop(log);
         let db = open_db(dir.path(), 8).unwrap();
         assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"tasks"));
+    }
+
+    #[test]
+    fn a_format_3_store_with_plain_chunks_is_read_and_marked_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut records = Vec::new();
+        {
+            // A format 3 store: chunks in their plain encoding, one task each.
+            let db = sled::open(dir.path()).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert(META_FORMAT, &FORMAT_PLAIN_CHUNKS.to_be_bytes()[..])
+                .unwrap();
+            meta.insert(format!("{META_CONNECTOR}c"), &1u16.to_be_bytes()[..])
+                .unwrap();
+            let (chunks, ids) = (
+                db.open_tree("chunks").unwrap(),
+                db.open_tree("ids").unwrap(),
+            );
+            for i in 0..5u8 {
+                let key = RecordKey {
+                    connector: 1,
+                    seq: 10 + i as u64,
+                };
+                let r = record(i, i as i64);
+                let stored = chunk::single(key.seq, &encode_body(&r).unwrap()).unwrap();
+                let plain = chunk::unpack(&stored).unwrap().into_owned();
+                assert_ne!(plain, stored);
+                chunks.insert(key.to_bytes(), plain).unwrap();
+                ids.insert(dedup_key(&r), &key.to_bytes()[..]).unwrap();
+                records.push((key, r));
+            }
+            db.flush().unwrap();
+        }
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        assert_eq!(
+            log.meta.get(META_FORMAT).unwrap().as_deref(),
+            Some(&FORMAT_VERSION.to_be_bytes()[..])
+        );
+        assert_eq!(log.len(), 5);
+        for (key, r) in &records {
+            assert_eq!(log.get(*key).unwrap().unwrap().task_id, r.task_id);
+        }
+        assert_eq!(
+            log.insert(1, &record(2, 99)).unwrap(),
+            InsertOutcome::Duplicate
+        );
+        // New tasks go into compressed chunks beside the plain ones.
+        let InsertOutcome::Created(new_key) = log.insert(1, &record(9, 9)).unwrap() else {
+            panic!("a new task");
+        };
+        log.flush().unwrap();
+        assert_eq!(log.get(new_key).unwrap().unwrap().task_id, [9; 16]);
+        let written = log.chunks.get(new_key.to_bytes()).unwrap().unwrap();
+        assert!(matches!(chunk::unpack(&written).unwrap(), Cow::Owned(_)));
+        assert_eq!(log.len(), 6);
+        assert_clean(&log, 6);
     }
 
     #[test]
