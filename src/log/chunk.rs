@@ -91,9 +91,14 @@ fn pack(plain: &[u8]) -> Result<Vec<u8>, ChunkError> {
     Ok(stored)
 }
 
+/// Whether a stored chunk is compressed (format 4) rather than plain (format 3).
+pub fn is_compressed(stored: &[u8]) -> bool {
+    stored.first() == Some(&COMPRESSED_TAG)
+}
+
 /// The plain encoding of a stored chunk: decompressed, or as it is for a format 3 chunk.
 pub fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>, ChunkError> {
-    let Some((&COMPRESSED_TAG, rest)) = stored.split_first() else {
+    let Some(rest) = stored.strip_prefix(&[COMPRESSED_TAG]) else {
         return Ok(Cow::Borrowed(stored));
     };
     let (length, frame) = rest

@@ -44,7 +44,7 @@
 //! Format 2 (one `tasks` entry per body) is migrated to chunks when it is opened.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -261,8 +261,10 @@ impl StoredBody {
 
 /// Task bodies in record key order between two keys (both included), chunk by chunk. A chunk
 /// that does not decode, or holds tasks out of order, is reported as an error and skipped.
-struct Bodies {
+struct Bodies<'a> {
     chunks: sled::Iter,
+    /// Where decompressed chunks are kept for the next read.
+    recent: &'a RecentChunks,
     lower: RecordKey,
     upper: RecordKey,
     /// The key of the chunk being read, and its plain encoding.
@@ -274,7 +276,7 @@ struct Bodies {
     done: bool,
 }
 
-impl Iterator for Bodies {
+impl Iterator for Bodies<'_> {
     type Item = Result<StoredBody, LogError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -322,7 +324,8 @@ impl Iterator for Bodies {
                     message: "chunk key is not 10 bytes".into(),
                 }));
             };
-            match plain_chunk(v).and_then(|plain| Ok((chunk::entries(&plain)?, plain))) {
+            let plain = self.recent.plain(chunk_key, v);
+            match plain.and_then(|plain| Ok((chunk::entries(&plain)?, plain))) {
                 Ok((entries, plain)) => {
                     self.chunk_key = chunk_key;
                     self.chunk = plain;
@@ -357,6 +360,8 @@ pub struct TaskLog {
     /// and while a chunk is written, so records become visible in sequence order (the
     /// dispatcher reads forward and never looks back).
     append: Mutex<OpenChunks>,
+    /// The chunks decompressed last.
+    recent: RecentChunks,
 }
 
 impl TaskLog {
@@ -424,6 +429,7 @@ impl TaskLog {
             db,
             connectors: Mutex::new(connectors),
             append: Mutex::new(HashMap::new()),
+            recent: RecentChunks::default(),
         })
     }
 
@@ -442,7 +448,7 @@ impl TaskLog {
     }
 
     /// Task bodies from `lower` to `upper` (both included), in key order.
-    fn bodies(&self, lower: RecordKey, upper: RecordKey) -> Result<Bodies, LogError> {
+    fn bodies(&self, lower: RecordKey, upper: RecordKey) -> Result<Bodies<'_>, LogError> {
         // The chunk holding `lower` is the last one at or below it.
         let floor = RecordKey {
             connector: lower.connector,
@@ -460,6 +466,7 @@ impl TaskLog {
             chunks: self
                 .chunks
                 .range::<Vec<u8>, _>(start..=upper.to_bytes().to_vec()),
+            recent: &self.recent,
             lower,
             upper,
             chunk_key: lower,
@@ -1400,6 +1407,42 @@ fn plain_chunk(stored: sled::IVec) -> Result<sled::IVec, chunk::ChunkError> {
     })
 }
 
+/// Compressed chunks kept decompressed after a read.
+const RECENT_CHUNKS: usize = 8;
+
+/// The plain encodings of the compressed chunks read last. A dispatcher refills its window a
+/// few tasks at a time as deliveries finish, each refill starting inside the chunk the last
+/// one stopped in: without these, the same chunk was decompressed for every refill.
+#[derive(Default)]
+struct RecentChunks {
+    /// `(chunk key, stored value, plain encoding)`, the newest last. A chunk rewritten since
+    /// (compaction, a retry moving a task out) has another stored value and is not matched.
+    slots: Mutex<VecDeque<(RecordKey, sled::IVec, sled::IVec)>>,
+}
+
+impl RecentChunks {
+    /// The plain encoding of the chunk at `key` whose stored value is `stored`.
+    fn plain(&self, key: RecordKey, stored: sled::IVec) -> Result<sled::IVec, chunk::ChunkError> {
+        if !chunk::is_compressed(&stored) {
+            // A format 3 chunk is its own plain form.
+            return Ok(stored);
+        }
+        if let Ok(slots) = self.slots.lock() {
+            if let Some((_, _, plain)) = slots.iter().find(|(k, s, _)| *k == key && *s == stored) {
+                return Ok(plain.clone());
+            }
+        }
+        let plain = plain_chunk(stored.clone())?;
+        if let Ok(mut slots) = self.slots.lock() {
+            if slots.len() >= RECENT_CHUNKS {
+                slots.pop_front();
+            }
+            slots.push_back((key, stored, plain.clone()));
+        }
+        Ok(plain)
+    }
+}
+
 /// Writes `chunk` of `connector` to the `chunks` tree, if it holds anything, and empties it.
 fn write_chunk(chunks: &sled::Tree, connector: u16, chunk: &mut OpenChunk) -> Result<(), LogError> {
     let Some(seq) = chunk.first() else {
@@ -1959,6 +2002,43 @@ mod tests {
         assert!(matches!(chunk::unpack(&written).unwrap(), Cow::Owned(_)));
         assert_eq!(log.len(), 6);
         assert_clean(&log, 6);
+    }
+
+    #[test]
+    fn recent_chunks_are_decompressed_once_and_never_stale() {
+        let recent = RecentChunks::default();
+        let key = RecordKey {
+            connector: 1,
+            seq: 5,
+        };
+        let stored = sled::IVec::from(chunk::single(5, &[7; 100]).unwrap());
+        let first = recent.plain(key, stored.clone()).unwrap();
+        let again = recent.plain(key, stored.clone()).unwrap();
+        assert_eq!(
+            first.as_ptr(),
+            again.as_ptr(),
+            "the same bytes, not a new copy"
+        );
+        // The chunk rewritten under the same key is decompressed afresh.
+        let rewritten = sled::IVec::from(chunk::single(6, &[8; 100]).unwrap());
+        let fresh = recent.plain(key, rewritten).unwrap();
+        assert_eq!(chunk::entries(&fresh).unwrap()[0].0, 6);
+        // A plain (format 3) chunk is passed through as it is.
+        let plain = sled::IVec::from(chunk::unpack(&stored).unwrap().into_owned());
+        assert_eq!(
+            recent.plain(key, plain.clone()).unwrap().as_ptr(),
+            plain.as_ptr()
+        );
+        for seq in 0..2 * RECENT_CHUNKS as u64 {
+            let other = RecordKey { connector: 2, seq };
+            recent
+                .plain(
+                    other,
+                    sled::IVec::from(chunk::single(seq, &[1; 50]).unwrap()),
+                )
+                .unwrap();
+        }
+        assert_eq!(recent.slots.lock().unwrap().len(), RECENT_CHUNKS, "bounded");
     }
 
     #[test]
