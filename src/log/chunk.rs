@@ -20,7 +20,6 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};

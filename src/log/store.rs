@@ -43,7 +43,6 @@
 //!
 //! Format 2 (one `tasks` entry per body) is migrated to chunks when it is opened.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -983,7 +982,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Opens the sled database at `path`, waiting up to [`LOCK_WAIT`] for its lock to be released
 /// before reporting [`LogError::Locked`].
-pub(crate) fn open_db(path: &Path, cache_mb: u64) -> Result<sled::Db, LogError> {
+fn open_db(path: &Path, cache_mb: u64) -> Result<sled::Db, LogError> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         let opened = sled::Config::new()
@@ -1398,15 +1397,6 @@ impl TaskLog {
     }
 }
 
-/// The plain encoding of a stored chunk, as an `IVec` the bodies read from: the value itself
-/// for a format 3 chunk, the decompressed bytes for a compressed one.
-fn plain_chunk(stored: sled::IVec) -> Result<sled::IVec, chunk::ChunkError> {
-    Ok(match chunk::unpack(&stored)? {
-        Cow::Borrowed(_) => stored,
-        Cow::Owned(plain) => sled::IVec::from(plain),
-    })
-}
-
 /// Compressed chunks kept decompressed after a read.
 const RECENT_CHUNKS: usize = 8;
 
@@ -1432,7 +1422,7 @@ impl RecentChunks {
                 return Ok(plain.clone());
             }
         }
-        let plain = plain_chunk(stored.clone())?;
+        let plain = sled::IVec::from(chunk::unpack(&stored)?.into_owned());
         if let Ok(mut slots) = self.slots.lock() {
             if slots.len() >= RECENT_CHUNKS {
                 slots.pop_front();
@@ -1999,7 +1989,10 @@ mod tests {
         log.flush().unwrap();
         assert_eq!(log.get(new_key).unwrap().unwrap().task_id, [9; 16]);
         let written = log.chunks.get(new_key.to_bytes()).unwrap().unwrap();
-        assert!(matches!(chunk::unpack(&written).unwrap(), Cow::Owned(_)));
+        assert!(matches!(
+            chunk::unpack(&written).unwrap(),
+            std::borrow::Cow::Owned(_)
+        ));
         assert_eq!(log.len(), 6);
         assert_clean(&log, 6);
     }
