@@ -16,7 +16,7 @@
 //! the plain encoding (a postcard list of `(sequence, body)`). Neighbouring tasks' events share
 //! most of their text (catalog, namespace, field names), so a chunk shrinks to less than half,
 //! and so do the store's disk use and the bytes sled writes. Chunks of format 3 (plain, no
-//! tag) are read as they are.
+//! tag) are read as they are, and a chunk that compression would not shrink is stored plain.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -30,8 +30,9 @@ const COMPRESSED_TAG: u8 = 0xC0;
 /// zstd's fastest level: level 3 made the sample chunks only 2% smaller.
 const ZSTD_LEVEL: i32 = 1;
 /// The largest plain length a compressed chunk may claim: a chunk holds at most one body over
-/// [`PLAIN_BYTES_MAX`], and an event larger than this is not a Kafka message. A longer claim is
-/// damage, not an allocation to attempt.
+/// [`PLAIN_BYTES_MAX`], and Kafka's brokers refuse messages over 1 MiB unless told otherwise,
+/// so 64 MiB leaves room for any event a broker would pass (a larger chunk is stored plain).
+/// A longer claim is damage, not an allocation to attempt.
 const MAX_PLAIN_BYTES: usize = 64 << 20;
 
 /// A chunk that cannot be encoded or read back.
@@ -40,10 +41,10 @@ pub enum ChunkError {
     /// The plain encoding does not decode (or encode).
     #[error("{0}")]
     Encoding(#[from] postcard::Error),
-    /// zstd refused to compress or decompress it.
+    /// zstd refused to decompress it.
     #[error("zstd: {0}")]
     Zstd(#[from] std::io::Error),
-    /// The header of a compressed chunk is cut short or claims an impossible length.
+    /// The header of a compressed chunk is cut short or claims a length it does not hold.
     #[error("compressed chunk header is damaged ({0})")]
     Header(String),
 }
@@ -76,18 +77,25 @@ fn with_zstd<T>(
 }
 
 /// The stored form of a chunk's plain encoding: tag, plain length (u32, little-endian), zstd
-/// frame.
-fn pack(plain: &[u8]) -> Result<Vec<u8>, ChunkError> {
-    let length = u32::try_from(plain.len())
+/// frame. A chunk that compression would not shrink (or that zstd refuses, or over
+/// [`MAX_PLAIN_BYTES`]) is stored plain, as format 3 stored every chunk: [`unpack`] reads both.
+fn pack(plain: Vec<u8>) -> Vec<u8> {
+    let Some(length) = u32::try_from(plain.len())
         .ok()
         .filter(|n| *n as usize <= MAX_PLAIN_BYTES)
-        .ok_or_else(|| ChunkError::Header(format!("{} plain bytes", plain.len())))?;
-    let frame = with_zstd(|compressor, _| compressor.compress(plain))?;
-    let mut stored = Vec::with_capacity(5 + frame.len());
-    stored.push(COMPRESSED_TAG);
-    stored.extend_from_slice(&length.to_le_bytes());
-    stored.extend_from_slice(&frame);
-    Ok(stored)
+    else {
+        return plain;
+    };
+    match with_zstd(|compressor, _| compressor.compress(&plain)) {
+        Ok(frame) if frame.len() + 5 < plain.len() => {
+            let mut stored = Vec::with_capacity(5 + frame.len());
+            stored.push(COMPRESSED_TAG);
+            stored.extend_from_slice(&length.to_le_bytes());
+            stored.extend_from_slice(&frame);
+            stored
+        }
+        _ => plain,
+    }
 }
 
 /// Whether a stored chunk is compressed (format 4) rather than plain (format 3).
@@ -193,10 +201,11 @@ impl OpenChunk {
             .map(|(seq, body)| Entry { seq: *seq, body })
             .collect();
         let plain = postcard::to_stdvec(&entries)?;
-        let stored = pack(&plain)?;
+        let plain_len = plain.len();
+        let stored = pack(plain);
         self.entries.clear();
         self.bytes = 0;
-        self.limit = (STORED_BYTES_TARGET * plain.len() / stored.len().max(1))
+        self.limit = (STORED_BYTES_TARGET * plain_len / stored.len().max(1))
             .clamp(STORED_BYTES_TARGET, PLAIN_BYTES_MAX);
         Ok(stored)
     }
@@ -240,13 +249,13 @@ pub fn retain_entries(
     if kept.is_empty() {
         return Ok(None);
     }
-    pack(&postcard::to_stdvec(&kept)?).map(Some)
+    Ok(Some(pack(postcard::to_stdvec(&kept)?)))
 }
 
 /// Encodes a chunk of one task, in stored form.
 pub fn single(seq: u64, body: &[u8]) -> Result<Vec<u8>, ChunkError> {
     let entries: &[Entry<'_>] = &[Entry { seq, body }];
-    pack(&postcard::to_stdvec(entries)?)
+    Ok(pack(postcard::to_stdvec(entries)?))
 }
 
 #[cfg(test)]
@@ -311,7 +320,14 @@ mod tests {
         let mut open = OpenChunk::default();
         open.push(0, noise(STORED_BYTES_TARGET));
         let stored = open.take_encoded().unwrap();
-        assert!(stored.len() >= STORED_BYTES_TARGET, "{}", stored.len());
+        assert!(
+            !is_compressed(&stored),
+            "stored plain: zstd would not shrink it"
+        );
+        assert_eq!(
+            entries(&unpack(&stored).unwrap()).unwrap()[0].1.len(),
+            STORED_BYTES_TARGET
+        );
         assert_eq!(open.limit, STORED_BYTES_TARGET);
         // Text that compresses well raises it, up to the maximum.
         open.push(1, b"prod.sales.eu.orders ".repeat(300));
@@ -363,8 +379,9 @@ mod tests {
         assert!(entries(&[0xFF, 0xFF, 0xFF]).is_err());
         // A compressed chunk cut short, or claiming more than it holds, is named as damaged.
         let mut open = OpenChunk::default();
-        open.push(1, b"body".to_vec());
+        open.push(1, b"body ".repeat(100));
         let stored = open.take_encoded().unwrap();
+        assert!(is_compressed(&stored));
         assert!(unpack(&stored[..3]).is_err());
         assert!(unpack(&stored[..stored.len() - 2]).is_err());
         let mut longer = stored.clone();
