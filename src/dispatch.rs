@@ -647,7 +647,7 @@ impl Dispatcher {
                     event_ms: None,
                     result: outcome,
                 };
-                deliveries.spawn(done.seq, now, async move { done });
+                deliveries.start(done.seq, now, async move { done });
                 return Start::Started;
             }
         };
@@ -681,7 +681,7 @@ impl Dispatcher {
             attempt = record.attempts,
             trace_id = delivery.event.trace_id().unwrap_or_default()
         );
-        deliveries.spawn(
+        deliveries.start(
             seq,
             now,
             async move {
@@ -1045,7 +1045,8 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    fn spawn(
+    /// Starts the delivery of task `seq`: polls it once, and spawns it if it is not finished.
+    fn start(
         &mut self,
         seq: u64,
         started_ms: i64,
