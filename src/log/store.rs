@@ -1895,18 +1895,24 @@ mod tests {
         assert_clean(&log, 72);
     }
 
+    /// A bare sled database at `path` marked with store format `format`, with connector `c`
+    /// as number 1: what an older build left, for the test to fill in.
+    fn older_store(path: &Path, format: u32) -> sled::Db {
+        let db = sled::open(path).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert(META_FORMAT, &format.to_be_bytes()[..]).unwrap();
+        meta.insert(format!("{META_CONNECTOR}c"), &1u16.to_be_bytes()[..])
+            .unwrap();
+        db
+    }
+
     #[test]
     fn a_format_2_store_is_migrated_to_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let mut records = Vec::new();
         {
             // A format 2 store: one `tasks` entry per body.
-            let db = sled::open(dir.path()).unwrap();
-            let meta = db.open_tree("meta").unwrap();
-            meta.insert(META_FORMAT, &FORMAT_UNCHUNKED.to_be_bytes()[..])
-                .unwrap();
-            meta.insert(format!("{META_CONNECTOR}c"), &1u16.to_be_bytes()[..])
-                .unwrap();
+            let db = older_store(dir.path(), FORMAT_UNCHUNKED);
             let (tasks, ids) = (db.open_tree("tasks").unwrap(), db.open_tree("ids").unwrap());
             for i in 0..70u8 {
                 let key = RecordKey {
@@ -1944,12 +1950,7 @@ mod tests {
         let mut records = Vec::new();
         {
             // A format 3 store: chunks in their plain encoding, one task each.
-            let db = sled::open(dir.path()).unwrap();
-            let meta = db.open_tree("meta").unwrap();
-            meta.insert(META_FORMAT, &FORMAT_PLAIN_CHUNKS.to_be_bytes()[..])
-                .unwrap();
-            meta.insert(format!("{META_CONNECTOR}c"), &1u16.to_be_bytes()[..])
-                .unwrap();
+            let db = older_store(dir.path(), FORMAT_PLAIN_CHUNKS);
             let (chunks, ids) = (
                 db.open_tree("chunks").unwrap(),
                 db.open_tree("ids").unwrap(),
