@@ -159,7 +159,7 @@ pub fn run_tasks(args: TasksArgs) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| {
                 anyhow!("say where the tasks are: --api URL (a running bridge), or --store DIR / --config FILE (a stopped bridge's store)")
             })?;
-        Backend::Offline(open_offline(&path)?)
+        Backend::Offline(Box::new(open_offline(&path)?))
     };
     let output = backend.execute(&args.command)?;
     if target.json {
@@ -201,7 +201,7 @@ pub fn open_offline(path: &Path) -> anyhow::Result<TaskLog> {
 
 enum Backend {
     Api(ApiClient),
-    Offline(TaskLog),
+    Offline(Box<TaskLog>),
 }
 
 fn enc(text: &str) -> String {

@@ -4,10 +4,12 @@
 //! sequence)` and is stored in a [`chunk`] with the bodies of the tasks created next to it, so
 //! each connector's tasks sit together in creation order and new chunks append; its
 //! status is stored only when the connector's head does not imply it; a dedup index keyed by
-//! `(event second, task id)` maps ids to record keys. Beside it, [`table_index`] keeps what is
-//! known of each table (uuid, metadata location) to enrich events that lack it.
+//! `(event second, task id)` maps ids to record keys (its claims are written a group at a
+//! time, `claims.rs`). Beside it, [`table_index`] keeps what is known of each table (uuid,
+//! metadata location) to enrich events that lack it.
 
 pub mod chunk;
+mod claims;
 pub mod record;
 pub mod store;
 pub mod table_index;

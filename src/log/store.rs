@@ -17,12 +17,15 @@
 //!   first attempt) below it. A delivery that succeeds on its first attempt therefore costs no
 //!   write of its own: the dispatcher advances the head past it. Failures, retries, long
 //!   deliveries (lease renewals, checkpoints), dead letters and cancellations write a status.
-//! - `ids`: `dedup bucket (u32 BE) ++ task id (16 bytes)` -> record key (10 bytes): the dedup
-//!   index. The bucket is the event's time in seconds for tasks per event (every copy of an
-//!   event carries its time, so duplicates meet in one bucket) and 0 for keyed tasks. Events
-//!   arrive roughly in time order, so new entries land in a few hot leaves at the end of the
-//!   tree instead of all over it (random 16-byte keys made each flush rewrite a leaf per
-//!   insert). Looking a task up by id alone ([`TaskLog::find`]) scans the index.
+//! - The dedup index maps a task id within its bucket to its record key. The bucket is the
+//!   event's time in seconds for tasks per event (every copy of an event carries its time, so
+//!   duplicates meet in one bucket) and 0 for keyed tasks.
+//!   - `claims`: the tasks per event, in groups of claims per bucket written together (one
+//!     write per group, not per task), see `claims.rs`.
+//!   - `ids`: keyed tasks, `0u32 ++ task id (16 bytes)` -> record key (10 bytes), one entry
+//!     each.
+//!
+//!   Looking a task up by id alone ([`TaskLog::find`]) scans the index.
 //! - `rejected`: `topic ++ 0x00 ++ partition (u32 BE) ++ offset (u64 BE)` -> [`RejectedRecord`].
 //! - `replayed`: rejected key -> [`ReplayRecord`]: rejected messages an operator replayed.
 //! - `table_index`: what is known of each table, see [`super::table_index`].
@@ -33,15 +36,17 @@
 //! drops tasks that finished (or, without a status, were created) before the cutoff.
 //!
 //! An operator's retry of a dead task moves its record to a new sequence (the dispatcher only
-//! reads forward from its cursor), in one sled transaction over `chunks`, `states` and `ids`.
+//! reads forward from its cursor), in one sled transaction over `chunks`, `states` and the
+//! index (a keyed task's entry is rewritten; a task per event gets a claim group of its own).
 //!
-//! A new task claims its index entry first (the claim is the dedup check), then adds its body
-//! to its connector's open chunk, both under the append lock. A crash before the chunk is
-//! written can keep an entry without its record; the message's offset was not stored (that
-//! waits for the flush), so it is consumed again, and the insert takes such an orphaned entry
-//! over instead of counting a duplicate.
+//! A new task claims its id first (the claim is the dedup check), then adds its body to its
+//! connector's open chunk, both under the append lock; claims are written before the chunk
+//! of their tasks. A crash before the chunk is written can keep a claim without its record;
+//! the message's offset was not stored (that waits for the flush), so it is consumed again,
+//! and the insert takes such an orphaned claim over instead of counting a duplicate.
 //!
-//! Format 2 (one `tasks` entry per body) is migrated to chunks when it is opened.
+//! Older formats are converted when opened: format 2 (one `tasks` entry per body) to chunks,
+//! formats 3 and 4 (one `ids` entry per task of every kind) to claim groups.
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
@@ -53,18 +58,27 @@ use polaris_bridge_api::TaskId;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use super::chunk::{self, OpenChunk};
+use super::claims::{self, Claims};
 use super::record::{Expiry, RejectedRecord, ReplayRecord, TaskRecord, TaskState};
 
-/// The store format this build reads and writes (4: bodies in compressed chunks, sparse
-/// statuses).
-const FORMAT_VERSION: u32 = 4;
-/// The format with plain chunks: read as it is (its chunks stay plain until rewritten) and
-/// marked 4 on open, so that an older build refuses the store rather than misreads a
-/// compressed chunk.
+/// The store format this build reads and writes (5: bodies in compressed chunks, sparse
+/// statuses, claims of tasks per event in groups).
+const FORMAT_VERSION: u32 = 5;
+/// The format with one `ids` entry per task: its entries of tasks per event move into
+/// claim groups on open.
+const FORMAT_PER_TASK_IDS: u32 = 4;
+/// The format with plain chunks (and one `ids` entry per task): its chunks are read as they
+/// are (plain until rewritten) and its index moves into claim groups on open, so that an
+/// older build refuses the store rather than misreads a compressed chunk.
 const FORMAT_PLAIN_CHUNKS: u32 = 3;
 /// The format before chunks (one `tasks` entry per body), migrated on open.
 const FORMAT_UNCHUNKED: u32 = 2;
 const META_FORMAT: &[u8] = b"format_version";
+/// Why a retry is refused when the dedup index does not point at the task.
+const INDEX_ELSEWHERE: &str =
+    "the task's index entry does not point at it (run `polaris-bridge store check`)";
+/// Claims of removed tasks collected by compaction before their groups are rewritten.
+const FORGET_BATCH: usize = 1 << 16;
 const META_CONNECTOR: &str = "connector/";
 const META_HEAD: &str = "head/";
 
@@ -78,14 +92,14 @@ pub struct RecordKey {
 }
 
 impl RecordKey {
-    fn to_bytes(self) -> [u8; 10] {
+    pub(super) fn to_bytes(self) -> [u8; 10] {
         let mut key = [0u8; 10];
         key[..2].copy_from_slice(&self.connector.to_be_bytes());
         key[2..].copy_from_slice(&self.seq.to_be_bytes());
         key
     }
 
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+    pub(super) fn from_bytes(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != 10 {
             return None;
         }
@@ -344,21 +358,31 @@ impl Iterator for Bodies<'_> {
 /// Each connector's open chunk: bodies of new tasks not yet written.
 type OpenChunks = HashMap<u16, OpenChunk>;
 
+/// What the append lock guards: the open chunks and the claims of tasks per event.
+#[derive(Default)]
+struct Appends {
+    chunks: OpenChunks,
+    claims: Claims,
+}
+
 /// The task log.
 pub struct TaskLog {
     db: sled::Db,
     chunks: sled::Tree,
     states: sled::Tree,
+    /// The dedup index of keyed tasks (bucket 0): one entry per task.
     ids: sled::Tree,
+    /// The dedup index of tasks per event (groups of claims, see `claims.rs`).
+    claims: sled::Tree,
     rejected: sled::Tree,
     replayed: sled::Tree,
     meta: sled::Tree,
     /// Connector numbers by name, mirrored from `meta`.
     connectors: Mutex<HashMap<String, u16>>,
-    /// Held while a sequence is allocated and its body added to its connector's open chunk,
-    /// and while a chunk is written, so records become visible in sequence order (the
-    /// dispatcher reads forward and never looks back).
-    append: Mutex<OpenChunks>,
+    /// Held while a sequence is allocated, its id claimed and its body added to its
+    /// connector's open chunk, and while a chunk is written, so records become visible in
+    /// sequence order (the dispatcher reads forward and never looks back).
+    append: Mutex<Appends>,
     /// The chunks decompressed last.
     recent: RecentChunks,
 }
@@ -386,15 +410,15 @@ impl TaskLog {
                 meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
             }
             Some(found) if found.as_ref() == FORMAT_VERSION.to_be_bytes() => {}
-            Some(found) if found.as_ref() == FORMAT_PLAIN_CHUNKS.to_be_bytes() => {
-                meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
-                db.flush()?;
-                tracing::info!(
-                    "task log format 3 marked 4: new chunks are compressed, old ones read as they are"
-                );
+            Some(found)
+                if found.as_ref() == FORMAT_PER_TASK_IDS.to_be_bytes()
+                    || found.as_ref() == FORMAT_PLAIN_CHUNKS.to_be_bytes() =>
+            {
+                migrate_to_claims(&db, &meta)?;
             }
             Some(found) if found.as_ref() == FORMAT_UNCHUNKED.to_be_bytes() => {
-                migrate_to_chunks(&db, &meta)?
+                migrate_to_chunks(&db, &meta)?;
+                migrate_to_claims(&db, &meta)?;
             }
             Some(found) => {
                 return Err(LogError::Incompatible {
@@ -422,25 +446,28 @@ impl TaskLog {
             chunks: db.open_tree("chunks")?,
             states: db.open_tree("states")?,
             ids: db.open_tree("ids")?,
+            claims: db.open_tree("claims")?,
             rejected: db.open_tree("rejected")?,
             replayed: db.open_tree("replayed")?,
             meta,
             db,
             connectors: Mutex::new(connectors),
-            append: Mutex::new(HashMap::new()),
+            append: Mutex::new(Appends::default()),
             recent: RecentChunks::default(),
         })
     }
 
-    fn append_lock(&self) -> Result<MutexGuard<'_, OpenChunks>, LogError> {
+    fn append_lock(&self) -> Result<MutexGuard<'_, Appends>, LogError> {
         self.append
             .lock()
             .map_err(|_| LogError::Refused("task log append lock poisoned".into()))
     }
 
-    /// Writes the open chunk of `connector`, if it holds anything (under the append lock).
-    fn write_open_chunk(&self, open: &mut OpenChunks, connector: u16) -> Result<(), LogError> {
-        match open.get_mut(&connector) {
+    /// Writes the open chunk of `connector`, if it holds anything (under the append lock),
+    /// after the pending claims (a task's claim is never written after its body).
+    fn write_open_chunk(&self, open: &mut Appends, connector: u16) -> Result<(), LogError> {
+        open.claims.write_pending(&self.claims, &self.db)?;
+        match open.chunks.get_mut(&connector) {
             Some(chunk) => write_chunk(&self.chunks, connector, chunk),
             None => Ok(()),
         }
@@ -482,10 +509,7 @@ impl TaskLog {
     }
 
     /// Whether the task at `key` has a record: written, or in its connector's open chunk.
-    fn holds_record(&self, open: &OpenChunks, key_bytes: &[u8]) -> Result<bool, LogError> {
-        let Some(key) = RecordKey::from_bytes(key_bytes) else {
-            return Ok(false);
-        };
+    fn holds_record(&self, open: &OpenChunks, key: RecordKey) -> Result<bool, LogError> {
         if open
             .get(&key.connector)
             .is_some_and(|c| c.contains(key.seq))
@@ -589,36 +613,63 @@ impl TaskLog {
             seq: self.db.generate_id()?,
         };
         let key_bytes = key.to_bytes();
-        // Claiming the index entry is the dedup check too: one operation, not a lookup and
-        // an insert.
-        let mut expected: Option<sled::IVec> = None;
-        loop {
-            match self
-                .ids
-                .compare_and_swap(dedup_key, expected.as_ref(), Some(&key_bytes[..]))?
-            {
-                Ok(()) => break,
-                Err(conflict) => match conflict.current {
-                    None => expected = None,
-                    Some(holder) if self.holds_record(&open, &holder)? => {
-                        return Ok(InsertOutcome::Duplicate)
-                    }
-                    // An entry without its record: a crash came before its chunk was written,
-                    // so the message came back (its offset was never stored). Take it over.
-                    Some(orphan) => expected = Some(orphan),
-                },
+        let appends = &mut *open;
+        if record.dedup_bucket == 0 {
+            // Claiming the index entry is the dedup check too: one operation, not a lookup
+            // and an insert.
+            let mut expected: Option<sled::IVec> = None;
+            loop {
+                match self.ids.compare_and_swap(
+                    dedup_key,
+                    expected.as_ref(),
+                    Some(&key_bytes[..]),
+                )? {
+                    Ok(()) => break,
+                    Err(conflict) => match conflict.current {
+                        None => expected = None,
+                        Some(holder)
+                            if RecordKey::from_bytes(&holder).map_or(Ok(false), |holder| {
+                                self.holds_record(&appends.chunks, holder)
+                            })? =>
+                        {
+                            return Ok(InsertOutcome::Duplicate)
+                        }
+                        // An entry without its record: a crash came before its chunk was
+                        // written, so the message came back (its offset was never stored).
+                        // Take it over.
+                        Some(orphan) => expected = Some(orphan),
+                    },
+                }
             }
+        } else {
+            let bucket = record.dedup_bucket;
+            let holder = appends
+                .claims
+                .lookup(&self.claims, bucket, &record.task_id)?;
+            if let Some(holder) = holder {
+                if self.holds_record(&appends.chunks, holder)? {
+                    return Ok(InsertOutcome::Duplicate);
+                }
+                // A claim without its task: taken over, as above.
+            }
+            appends
+                .claims
+                .claim(&self.claims, &self.db, bucket, record.task_id, key)?;
         }
         if let Some(status) = status {
             self.states.insert(key_bytes, status)?;
         }
         if open
+            .chunks
             .get(&connector)
             .is_some_and(|chunk| chunk.is_full_for(body.len()))
         {
             self.write_open_chunk(&mut open, connector)?;
         }
-        open.entry(connector).or_default().push(key.seq, body);
+        open.chunks
+            .entry(connector)
+            .or_default()
+            .push(key.seq, body);
         drop(open);
         Ok(InsertOutcome::Created(key))
     }
@@ -628,7 +679,8 @@ impl TaskLog {
     pub fn flush(&self) -> Result<usize, LogError> {
         {
             let mut open = self.append_lock()?;
-            let connectors: Vec<u16> = open.keys().copied().collect();
+            open.claims.write_pending(&self.claims, &self.db)?;
+            let connectors: Vec<u16> = open.chunks.keys().copied().collect();
             for connector in connectors {
                 self.write_open_chunk(&mut open, connector)?;
             }
@@ -646,32 +698,25 @@ impl TaskLog {
         Ok(self.states.contains_key(key.to_bytes())?)
     }
 
-    /// Finds a task by id: bucket 0 (keyed tasks) first, then a scan of the dedup index
-    /// (about a second per few million tasks kept).
+    /// Finds a task by id: the keyed tasks' index first, then a scan of the claims of
+    /// tasks per event (about a second per few million tasks kept).
     pub fn find(&self, id: &TaskId) -> Result<Option<(RecordKey, TaskRecord)>, LogError> {
         let mut keyed = [0u8; 20];
         keyed[4..].copy_from_slice(id.as_bytes());
         let found = match self.ids.get(keyed)? {
-            Some(key_bytes) => Some(key_bytes),
-            None => {
-                let mut hit = None;
-                for entry in self.ids.iter() {
-                    let (k, v) = entry?;
-                    if k.get(4..) == Some(&id.as_bytes()[..]) {
-                        hit = Some(v);
-                        break;
-                    }
-                }
-                hit
+            Some(key_bytes) => {
+                Some(
+                    RecordKey::from_bytes(&key_bytes).ok_or_else(|| LogError::Corrupt {
+                        key: id.to_hex(),
+                        message: "index entry is not a record key".into(),
+                    })?,
+                )
             }
+            None => claims::find(&self.claims, id.as_bytes())?,
         };
-        let Some(key_bytes) = found else {
+        let Some(key) = found else {
             return Ok(None);
         };
-        let key = RecordKey::from_bytes(&key_bytes).ok_or_else(|| LogError::Corrupt {
-            key: id.to_hex(),
-            message: "index entry is not a record key".into(),
-        })?;
         Ok(self.get(key)?.map(|record| (key, record)))
     }
 
@@ -834,6 +879,7 @@ impl TaskLog {
                 connector,
                 seq: head - 1,
             };
+            let mut claimed = Vec::new();
             for entry in self.chunks.range(start.to_bytes()..=last.to_bytes()) {
                 let (chunk_key, chunk_bytes) = entry?;
                 // The chunk's key as the API's record tokens spell it.
@@ -865,12 +911,19 @@ impl TaskLog {
                             if task.has_status {
                                 self.states.remove(key_bytes)?;
                             }
-                            // The index entry goes only if it still points here.
-                            let _ = self.ids.compare_and_swap(
-                                task.dedup_key,
-                                Some(&key_bytes[..]),
-                                None as Option<&[u8]>,
-                            )?;
+                            if task.dedup_bucket == 0 {
+                                // The index entry goes only if it still points here.
+                                let _ = self.ids.compare_and_swap(
+                                    dedup_key_of(0, &task.task_id),
+                                    Some(&key_bytes[..]),
+                                    None as Option<&[u8]>,
+                                )?;
+                            } else {
+                                claimed.push((task.dedup_bucket, (task.task_id, task.key)));
+                            }
+                        }
+                        if claimed.len() >= FORGET_BATCH {
+                            self.forget_claims(&mut claimed)?;
                         }
                         removed += gone.len();
                     }
@@ -879,8 +932,21 @@ impl TaskLog {
                     break;
                 }
             }
+            self.forget_claims(&mut claimed)?;
         }
         Ok(removed)
+    }
+
+    /// Removes the claims of tasks compaction removed (each bucket's groups are read and
+    /// rewritten once per call, so they are collected first).
+    fn forget_claims(&self, claimed: &mut Vec<(u32, claims::Claim)>) -> Result<(), LogError> {
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let mut open = self.append_lock()?;
+        open.claims.forget(&self.claims, claimed)?;
+        claimed.clear();
+        Ok(())
     }
 
     /// The tasks of one chunk that compaction removes, and whether the walk stops after this
@@ -920,7 +986,8 @@ impl TaskLog {
             }
             gone.push(ExpiredTask {
                 key,
-                dedup_key: dedup_key_of(expiry.dedup_bucket, &expiry.task_id),
+                dedup_bucket: expiry.dedup_bucket,
+                task_id: expiry.task_id,
                 has_status: status.is_some(),
             });
         }
@@ -1107,7 +1174,22 @@ impl TaskLog {
             message: format!("chunk does not encode: {e}"),
         })?;
         let old_chunk_key = stored.chunk_key;
-        let result = (&self.chunks, &self.states, &self.ids).transaction(|(chunks, states, ids)| {
+        let bucket = record.dedup_bucket;
+        // A task per event gets a claim group of its own for its new key (written in the
+        // transaction); its current claim must point at it, as a keyed task's entry must.
+        let claim_group = if bucket == 0 {
+            None
+        } else {
+            if open.claims.lookup(&self.claims, bucket, &record.task_id)? != Some(key) {
+                return Err(LogError::Refused(INDEX_ELSEWHERE.into()));
+            }
+            Some((
+                claims::group_key(bucket, self.db.generate_id()?),
+                claims::single(&record.task_id, new_key),
+            ))
+        };
+        let trees = (&self.chunks, &self.states, &self.ids, &self.claims);
+        let result = trees.transaction(|(chunks, states, ids, claim_groups)| {
             let Some(old_chunk) = chunks.get(old_chunk_key)? else {
                 return Err(ConflictableTransactionError::Abort(
                     "the task was removed meanwhile",
@@ -1122,10 +1204,10 @@ impl TaskLog {
                     })
                 })
                 .map_err(|_| {
-                ConflictableTransactionError::Abort(
-                    "the task's chunk does not decode (run `polaris-bridge store check`)",
-                )
-            })?;
+                    ConflictableTransactionError::Abort(
+                        "the task's chunk does not decode (run `polaris-bridge store check`)",
+                    )
+                })?;
             if !found {
                 return Err(ConflictableTransactionError::Abort(
                     "the task was removed meanwhile",
@@ -1136,10 +1218,8 @@ impl TaskLog {
                     "the task changed meanwhile; look at it again",
                 ));
             }
-            if ids.get(dedup_key)?.as_deref() != Some(&key_bytes[..]) {
-                return Err(ConflictableTransactionError::Abort(
-                    "the task's index entry does not point at it (run `polaris-bridge store check`)",
-                ));
+            if claim_group.is_none() && ids.get(dedup_key)?.as_deref() != Some(&key_bytes[..]) {
+                return Err(ConflictableTransactionError::Abort(INDEX_ELSEWHERE));
             }
             chunks.insert(&new_bytes[..], new_chunk.clone())?;
             states.insert(&new_bytes[..], status.clone())?;
@@ -1148,9 +1228,19 @@ impl TaskLog {
                 None => chunks.remove(&old_chunk_key[..])?,
             };
             states.remove(&key_bytes[..])?;
-            ids.insert(&dedup_key[..], &new_bytes[..])?;
+            match &claim_group {
+                Some((group_key, claim)) => {
+                    claim_groups.insert(&group_key[..], claim.clone())?;
+                }
+                None => {
+                    ids.insert(&dedup_key[..], &new_bytes[..])?;
+                }
+            }
             Ok(())
         });
+        if result.is_ok() && bucket != 0 {
+            open.claims.moved(bucket, record.task_id, new_key);
+        }
         drop(open);
         match result {
             Ok(()) => Ok((new_key, record)),
@@ -1236,6 +1326,20 @@ impl TaskLog {
         }
         let mut lowest_unfinished: HashMap<u16, u64> = HashMap::new();
         let mut heads = HashMap::new();
+        // The latest claim of each id per bucket (a later group supersedes an earlier one).
+        let mut latest_claims: HashMap<(u32, [u8; 16]), RecordKey> = HashMap::new();
+        for group in self.claims.iter() {
+            let (group_key, value) = group?;
+            match claims::decode_group(&group_key, &value) {
+                Ok(decoded) => {
+                    let bucket = claims::bucket_of(&group_key).unwrap_or_default();
+                    for (id, key) in decoded {
+                        latest_claims.insert((bucket, id), key);
+                    }
+                }
+                Err(e) => report.problem(format!("claims: {e}")),
+            }
+        }
         let everything = self.bodies(
             RecordKey {
                 connector: 0,
@@ -1284,8 +1388,15 @@ impl TaskLog {
                 let lowest = lowest_unfinished.entry(key.connector).or_insert(key.seq);
                 *lowest = (*lowest).min(key.seq);
             }
-            match self.ids.get(dedup_key(&record))? {
-                Some(indexed) if indexed.as_ref() == &k[..] => {}
+            let indexed = if record.dedup_bucket == 0 {
+                self.ids.get(dedup_key(&record))?.map(|v| v.to_vec())
+            } else {
+                latest_claims
+                    .get(&(record.dedup_bucket, record.task_id))
+                    .map(|key| key.to_bytes().to_vec())
+            };
+            match indexed {
+                Some(indexed) if indexed[..] == k[..] => {}
                 other => {
                     let text = match other {
                         Some(elsewhere) => format!(
@@ -1325,6 +1436,26 @@ impl TaskLog {
                         if dedup_key(&record)[..] != k[..] {
                             report.problem(format!(
                                 "ids: task {id} points at the record of task {}",
+                                hex::encode(record.task_id)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for ((bucket, task_id), key) in &latest_claims {
+            report.ids += 1;
+            let id = hex::encode(task_id);
+            match self.body(*key).ok().flatten() {
+                None => report.warning(format!(
+                    "claims: task {id} points at {} which holds no record (a crash before its chunk was written; the next copy of its message takes the claim over)",
+                    key.to_token()
+                )),
+                Some(body) => {
+                    if let Ok((_, record)) = self.entry_record(&body, &mut heads) {
+                        if (record.dedup_bucket, record.task_id) != (*bucket, *task_id) {
+                            report.problem(format!(
+                                "claims: task {id} points at the record of task {}",
                                 hex::encode(record.task_id)
                             ));
                         }
@@ -1448,7 +1579,7 @@ fn write_chunk(chunks: &sled::Tree, connector: u16, chunk: &mut OpenChunk) -> Re
 }
 
 /// Moves the bodies of a format 2 store (tree `tasks`, one entry per task) into chunks, then
-/// marks the store format 3 and drops the old tree. The chunks go to a tree of their own, so a
+/// marks the store format 4 and drops the old tree. The chunks go to a tree of their own, so a
 /// migration cut short leaves the old tree whole and is simply done again.
 fn migrate_to_chunks(db: &sled::Db, meta: &sled::Tree) -> Result<(), LogError> {
     let old = db.open_tree("tasks")?;
@@ -1481,13 +1612,30 @@ fn migrate_to_chunks(db: &sled::Db, meta: &sled::Tree) -> Result<(), LogError> {
         write_chunk(&chunks, *connector, chunk)?;
     }
     db.flush()?;
-    meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
+    meta.insert(META_FORMAT, FORMAT_PER_TASK_IDS.to_be_bytes().to_vec())?;
     db.flush()?;
     db.drop_tree("tasks")?;
     db.flush()?;
     tracing::info!(
         tasks = moved,
         "task log migrated from format 2 to 4 (task bodies in compressed chunks)"
+    );
+    Ok(())
+}
+
+/// Moves the dedup entries of tasks per event of a format 3 or 4 store (one `ids` entry per
+/// task) into claim groups, then marks the store format 5. Cut short, it is simply done
+/// again: an entry leaves `ids` only after its group is written.
+fn migrate_to_claims(db: &sled::Db, meta: &sled::Tree) -> Result<(), LogError> {
+    let ids = db.open_tree("ids")?;
+    let claim_groups = db.open_tree("claims")?;
+    let moved = claims::migrate(&ids, &claim_groups, db)?;
+    db.flush()?;
+    meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
+    db.flush()?;
+    tracing::info!(
+        claims = moved,
+        "task log migrated to format 5 (claims of tasks per event in groups)"
     );
     Ok(())
 }
@@ -1525,8 +1673,10 @@ fn dedup_key_of(bucket: u32, task_id: &[u8; 16]) -> [u8; 20] {
 struct ExpiredTask {
     /// Where its body is.
     key: RecordKey,
-    /// Its dedup index entry.
-    dedup_key: [u8; 20],
+    /// Its dedup bucket (0: a keyed task, in `ids`; otherwise in `claims`).
+    dedup_bucket: u32,
+    /// Its task id.
+    task_id: [u8; 16],
     /// Whether it has a status entry to remove too.
     has_status: bool,
 }
@@ -1700,31 +1850,50 @@ mod tests {
 
     #[test]
     fn an_index_entry_without_its_record_is_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = TaskLog::open(dir.path(), 8).unwrap();
-        let c = log.connector_number("c").unwrap();
-        let r = record(4, 0);
-        // What a crash between the two writes of an insert leaves: the entry, no record.
-        let orphan = RecordKey {
-            connector: c,
-            seq: 999,
-        };
-        log.ids
-            .insert(dedup_key(&r), &orphan.to_bytes()[..])
-            .unwrap();
-        assert!(log.find(&TaskId::from_bytes([4; 16])).unwrap().is_none());
-        let InsertOutcome::Created(key) = log.insert(c, &r).unwrap() else {
-            panic!("the orphaned entry must not count as a duplicate");
-        };
-        // Still in the open chunk: a copy is a duplicate, not an orphan's takeover.
-        assert_eq!(log.insert(c, &r).unwrap(), InsertOutcome::Duplicate);
-        log.flush().unwrap();
-        assert_eq!(
-            log.find(&TaskId::from_bytes([4; 16])).unwrap().unwrap().0,
-            key
-        );
-        assert_eq!(log.insert(c, &r).unwrap(), InsertOutcome::Duplicate);
-        assert!(log.check().unwrap().warnings.is_empty());
+        // A keyed task (its own `ids` entry) and a task per event (a claim in a group).
+        for (n, bucket) in [(4u8, 0u32), (5, 1_800_000_005)] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = TaskLog::open(dir.path(), 8).unwrap();
+            let c = log.connector_number("c").unwrap();
+            let mut r = record(n, 0);
+            r.dedup_bucket = bucket;
+            // What a crash between the two writes of an insert leaves: the entry, no record.
+            let orphan = RecordKey {
+                connector: c,
+                seq: 999,
+            };
+            if bucket == 0 {
+                log.ids
+                    .insert(dedup_key(&r), &orphan.to_bytes()[..])
+                    .unwrap();
+            } else {
+                log.claims
+                    .insert(
+                        claims::group_key(bucket, 1),
+                        claims::single(&r.task_id, orphan),
+                    )
+                    .unwrap();
+            }
+            assert!(log.find(&TaskId::from_bytes([n; 16])).unwrap().is_none());
+            let InsertOutcome::Created(key) = log.insert(c, &r).unwrap() else {
+                panic!("the orphaned entry must not count as a duplicate (bucket {bucket})");
+            };
+            // Still in the open chunk: a copy is a duplicate, not an orphan's takeover.
+            assert_eq!(log.insert(c, &r).unwrap(), InsertOutcome::Duplicate);
+            log.flush().unwrap();
+            assert_eq!(
+                log.find(&TaskId::from_bytes([n; 16])).unwrap().unwrap().0,
+                key
+            );
+            assert_eq!(log.insert(c, &r).unwrap(), InsertOutcome::Duplicate);
+            let report = log.check().unwrap();
+            assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+            assert!(report.problems.is_empty(), "{:?}", report.problems);
+            drop(log);
+            // After a restart the claims come from disk.
+            let log = TaskLog::open(dir.path(), 8).unwrap();
+            assert_eq!(log.insert(c, &r).unwrap(), InsertOutcome::Duplicate);
+        }
     }
 
     #[test]
@@ -1906,6 +2075,36 @@ mod tests {
         db
     }
 
+    /// An older store of `format` holding `records`, one chunk each (plain for format 3), with
+    /// one `ids` entry per task. Returns their keys and records.
+    fn older_chunked_store(
+        path: &Path,
+        format: u32,
+        records: impl Iterator<Item = TaskRecord>,
+    ) -> Vec<(RecordKey, TaskRecord)> {
+        let db = older_store(path, format);
+        let (chunks, ids) = (
+            db.open_tree("chunks").unwrap(),
+            db.open_tree("ids").unwrap(),
+        );
+        let mut written = Vec::new();
+        for r in records {
+            let key = RecordKey {
+                connector: 1,
+                seq: db.generate_id().unwrap(),
+            };
+            let mut stored = chunk::single(key.seq, &encode_body(&r).unwrap()).unwrap();
+            if format == FORMAT_PLAIN_CHUNKS {
+                stored = chunk::unpack(&stored).unwrap().into_owned();
+            }
+            chunks.insert(key.to_bytes(), stored).unwrap();
+            ids.insert(dedup_key(&r), &key.to_bytes()[..]).unwrap();
+            written.push((key, r));
+        }
+        db.flush().unwrap();
+        written
+    }
+
     #[test]
     fn a_format_2_store_is_migrated_to_chunks() {
         let dir = tempfile::tempdir().unwrap();
@@ -1945,30 +2144,14 @@ mod tests {
     }
 
     #[test]
-    fn a_format_3_store_with_plain_chunks_is_read_and_marked_4() {
+    fn a_format_3_store_with_plain_chunks_is_read_and_marked_5() {
         let dir = tempfile::tempdir().unwrap();
-        let mut records = Vec::new();
-        {
-            // A format 3 store: chunks in their plain encoding, one task each.
-            let db = older_store(dir.path(), FORMAT_PLAIN_CHUNKS);
-            let (chunks, ids) = (
-                db.open_tree("chunks").unwrap(),
-                db.open_tree("ids").unwrap(),
-            );
-            for i in 0..5u8 {
-                let key = RecordKey {
-                    connector: 1,
-                    seq: 10 + i as u64,
-                };
-                let r = record(i, i as i64);
-                let stored = chunk::single(key.seq, &encode_body(&r).unwrap()).unwrap();
-                let plain = chunk::unpack(&stored).unwrap().into_owned();
-                chunks.insert(key.to_bytes(), plain).unwrap();
-                ids.insert(dedup_key(&r), &key.to_bytes()[..]).unwrap();
-                records.push((key, r));
-            }
-            db.flush().unwrap();
-        }
+        // A format 3 store: chunks in their plain encoding, one task each.
+        let records = older_chunked_store(
+            dir.path(),
+            FORMAT_PLAIN_CHUNKS,
+            (0..5).map(|i| record(i, i.into())),
+        );
         let log = TaskLog::open(dir.path(), 8).unwrap();
         assert_eq!(
             log.meta.get(META_FORMAT).unwrap().as_deref(),
@@ -1995,6 +2178,89 @@ mod tests {
         assert!(chunk::is_compressed(&written));
         assert_eq!(log.len(), 25);
         assert_clean(&log, 25);
+    }
+
+    #[test]
+    fn a_format_4_store_moves_its_index_into_claim_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        // A format 4 store: compressed chunks, one `ids` entry per task; the first task is
+        // keyed.
+        let tasks = (0..6).map(|i| TaskRecord {
+            dedup_bucket: if i == 0 {
+                0
+            } else {
+                1_800_000_000 + u32::from(i)
+            },
+            ..record(i, i.into())
+        });
+        let records = older_chunked_store(dir.path(), FORMAT_PER_TASK_IDS, tasks);
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        assert_eq!(
+            log.meta.get(META_FORMAT).unwrap().as_deref(),
+            Some(&FORMAT_VERSION.to_be_bytes()[..])
+        );
+        assert_eq!(log.ids.len(), 1, "only the keyed task keeps its own entry");
+        assert_eq!(log.claims.len(), 5, "one group per event second");
+        for (key, r) in &records {
+            assert_eq!(log.insert(1, r).unwrap(), InsertOutcome::Duplicate);
+            let id = TaskId::from_bytes(r.task_id);
+            assert_eq!(log.find(&id).unwrap().unwrap().0, *key);
+        }
+        assert_clean(&log, 6);
+        assert_eq!(log.check().unwrap().ids, 6);
+        // A task per event is retried: its claim follows it to the new key.
+        kill(&log, records[2].0, "gone");
+        let (moved, _) = log
+            .reopen(records[2].0, |r| r.state = TaskState::Pending)
+            .unwrap();
+        assert_eq!(
+            log.find(&TaskId::from_bytes([2; 16])).unwrap().unwrap().0,
+            moved
+        );
+        assert_eq!(
+            log.insert(1, &records[2].1).unwrap(),
+            InsertOutcome::Duplicate
+        );
+        drop(log);
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        assert_eq!(
+            log.insert(1, &records[2].1).unwrap(),
+            InsertOutcome::Duplicate
+        );
+        assert_clean(&log, 6);
+    }
+
+    #[test]
+    fn check_names_a_damaged_claim_group_and_a_claim_without_its_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = TaskLog::open(dir.path(), 8).unwrap();
+        let c = log.connector_number("c").unwrap();
+        fill(&log, &[c], 3);
+        log.claims
+            .insert(claims::group_key(77, 1), &[1u8; 30][..])
+            .unwrap();
+        let nowhere = RecordKey {
+            connector: c,
+            seq: 12_345,
+        };
+        log.claims
+            .insert(claims::group_key(78, 2), claims::single(&[9; 16], nowhere))
+            .unwrap();
+        let report = log.check().unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("claims/0000004d")),
+            "{report:?}"
+        );
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains(&nowhere.to_token()) && w.contains("holds no record")),
+            "{report:?}"
+        );
     }
 
     #[test]
