@@ -385,6 +385,8 @@ pub struct TaskLog {
     append: Mutex<Appends>,
     /// The chunks decompressed last.
     recent: RecentChunks,
+    /// The table index (its handles share the entries held in memory).
+    tables: super::table_index::TableIndex,
 }
 
 impl TaskLog {
@@ -442,6 +444,7 @@ impl TaskLog {
                     })?;
             connectors.insert(name, number);
         }
+        let tables = super::table_index::TableIndex::open(&db)?;
         Ok(TaskLog {
             chunks: db.open_tree("chunks")?,
             states: db.open_tree("states")?,
@@ -454,6 +457,7 @@ impl TaskLog {
             connectors: Mutex::new(connectors),
             append: Mutex::new(Appends::default()),
             recent: RecentChunks::default(),
+            tables,
         })
     }
 
@@ -585,9 +589,10 @@ impl TaskLog {
         Ok(next)
     }
 
-    /// The table index kept in this store (its own tree, flushed with the log).
+    /// The table index kept in this store (its own tree, written back and flushed with the
+    /// log).
     pub fn table_index(&self) -> Result<super::table_index::TableIndex, LogError> {
-        super::table_index::TableIndex::open(&self.db)
+        Ok(self.tables.clone())
     }
 
     /// Records a new task unless its id is already in the log.
@@ -685,6 +690,7 @@ impl TaskLog {
                 self.write_open_chunk(&mut open, connector)?;
             }
         }
+        self.tables.write_back()?;
         Ok(self.db.flush()?)
     }
 

@@ -23,8 +23,15 @@
 //! Create and register events are never enriched: a new table must not inherit what an earlier
 //! table of the same name left behind.
 //!
-//! The index is written by the source thread and the lookup worker (with compare-and-swap),
-//! and flushed with the task log.
+//! The index is written by the source thread and the lookup worker. The entries used last
+//! (at most 4,096 tables) are held in memory, shared by every handle of one store's index:
+//! an event reads its table's entry from there, and what the source learns is written to the
+//! tree when the task log is flushed (the offsets of the events it came from are stored only
+//! after that flush, so a crash loses nothing the events will not bring again). A lookup's
+//! answer is written at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use polaris_bridge_api::event::{Category, EventType, Phase};
 use polaris_bridge_api::PolarisEvent;
@@ -83,10 +90,80 @@ fn decode_entry(key: &[u8], bytes: &[u8]) -> Result<TableEntry, LogError> {
     })
 }
 
-/// The table index, a sled tree beside the task log's.
+/// Tables held in memory at most; past that, what is not written is written and the memory
+/// is emptied.
+const RECENT_TABLES_MAX: usize = 4096;
+
+/// The table index, a sled tree beside the task log's. Clones share the entries in memory.
 #[derive(Clone)]
 pub struct TableIndex {
     tree: sled::Tree,
+    recent: Arc<Mutex<RecentTables>>,
+}
+
+/// The entries read or learnt last, by key.
+#[derive(Default)]
+struct RecentTables {
+    /// The entry of each table as the index knows it (`None`: no entry).
+    entries: HashMap<Vec<u8>, RecentTable>,
+    /// Keys of the entries not yet written to the tree.
+    unwritten: Vec<Vec<u8>>,
+}
+
+/// One table's entry in memory.
+struct RecentTable {
+    entry: Option<TableEntry>,
+    /// Whether the tree still holds an older entry.
+    unwritten: bool,
+}
+
+impl RecentTables {
+    /// Writes the entries not yet written to `tree`.
+    fn write_back(&mut self, tree: &sled::Tree) -> Result<(), LogError> {
+        for key in std::mem::take(&mut self.unwritten) {
+            let Some(table) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            match &table.entry {
+                Some(entry) => tree.insert(&key, encode_entry(entry)?)?,
+                None => tree.remove(&key)?,
+            };
+            table.unwritten = false;
+        }
+        Ok(())
+    }
+
+    /// Holds `entry` as the table's (unwritten when `unwritten`), emptying the memory first
+    /// when it is full.
+    fn hold(
+        &mut self,
+        tree: &sled::Tree,
+        key: &[u8],
+        entry: Option<TableEntry>,
+        unwritten: bool,
+    ) -> Result<(), LogError> {
+        if self.entries.len() >= RECENT_TABLES_MAX && !self.entries.contains_key(key) {
+            self.write_back(tree)?;
+            self.entries.clear();
+        }
+        let was_unwritten = match self.entries.get_mut(key) {
+            Some(table) => {
+                table.entry = entry;
+                let was = table.unwritten;
+                table.unwritten |= unwritten;
+                was
+            }
+            None => {
+                self.entries
+                    .insert(key.to_vec(), RecentTable { entry, unwritten });
+                false
+            }
+        };
+        if unwritten && !was_unwritten {
+            self.unwritten.push(key.to_vec());
+        }
+        Ok(())
+    }
 }
 
 /// The key of a table: realm, catalog, namespace levels, name.
@@ -119,11 +196,26 @@ fn table_key(event: &PolarisEvent, realm: &str) -> Option<Vec<u8>> {
 }
 
 impl TableIndex {
-    /// Opens the index in `db`.
+    /// Opens the index in `db`. Open it once per store and clone the handle: each opening
+    /// holds entries in memory of its own (the task log keeps one, see
+    /// [`super::TaskLog::table_index`]).
     pub fn open(db: &sled::Db) -> Result<TableIndex, LogError> {
         Ok(TableIndex {
             tree: db.open_tree("table_index")?,
+            recent: Arc::default(),
         })
+    }
+
+    fn recent(&self) -> Result<MutexGuard<'_, RecentTables>, LogError> {
+        self.recent
+            .lock()
+            .map_err(|_| LogError::Refused("table index lock poisoned".into()))
+    }
+
+    /// Writes what was learnt since the last call to the tree (the task log's flush calls it
+    /// before it makes its writes durable).
+    pub fn write_back(&self) -> Result<(), LogError> {
+        self.recent()?.write_back(&self.tree)
     }
 
     /// What the index knows about a table.
@@ -152,46 +244,56 @@ impl TableIndex {
     ) -> Result<bool, LogError> {
         let key = key(realm, catalog, namespace, table);
         let bytes = encode_entry(found)?;
-        loop {
-            let current = self.tree.get(&key)?;
-            if let Some(old) = &current {
-                let old = decode_entry(&key, old)?;
-                if old.event_ms > found.event_ms
-                    || (old.is_tombstone() && old.event_ms >= found.event_ms)
-                {
-                    return Ok(false);
-                }
-            }
-            if self
-                .tree
-                .compare_and_swap(&key, current, Some(bytes.clone()))?
-                .is_ok()
+        let mut recent = self.recent()?;
+        if let Some(old) = Self::read(&mut recent, &self.tree, &key)? {
+            if old.event_ms > found.event_ms
+                || (old.is_tombstone() && old.event_ms >= found.event_ms)
             {
-                return Ok(true);
+                return Ok(false);
             }
         }
+        // Written at once: a lookup is rare, and its answer cost a call to Polaris.
+        self.tree.insert(&key, bytes)?;
+        recent.hold(&self.tree, &key, Some(found.clone()), false)?;
+        Ok(true)
+    }
+
+    /// The entry under `key`: from memory, or read from the tree and then held.
+    fn read(
+        recent: &mut RecentTables,
+        tree: &sled::Tree,
+        key: &[u8],
+    ) -> Result<Option<TableEntry>, LogError> {
+        if let Some(table) = recent.entries.get(key) {
+            return Ok(table.entry.clone());
+        }
+        let entry = tree
+            .get(key)?
+            .map(|bytes| decode_entry(key, &bytes))
+            .transpose()?;
+        recent.hold(tree, key, entry.clone(), false)?;
+        Ok(entry)
     }
 
     fn get_key(&self, key: &[u8]) -> Result<Option<TableEntry>, LogError> {
-        self.tree
-            .get(key)?
-            .map(|bytes| decode_entry(key, &bytes))
-            .transpose()
+        Self::read(&mut *self.recent()?, &self.tree, key)
     }
 
-    fn put(&self, key: &[u8], entry: &TableEntry) -> Result<(), LogError> {
-        self.tree.insert(key, encode_entry(entry)?)?;
-        Ok(())
+    /// Sets the entry under `key` (`None` removes it), written with the next write-back.
+    fn put(&self, key: &[u8], entry: Option<TableEntry>) -> Result<(), LogError> {
+        self.recent()?.hold(&self.tree, key, entry, true)
     }
 
     /// Number of entries (tombstones of dropped tables included).
-    pub fn len(&self) -> usize {
-        self.tree.len()
+    pub fn len(&self) -> Result<usize, LogError> {
+        self.write_back()?;
+        Ok(self.tree.len())
     }
 
     /// Whether the index has no entry at all.
-    pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
+    pub fn is_empty(&self) -> Result<bool, LogError> {
+        self.write_back()?;
+        Ok(self.tree.is_empty())
     }
 
     /// Enriches `event` (of `realm`) from the index, then learns from it. Returns whether
@@ -239,7 +341,7 @@ impl TableIndex {
         match event.event_type {
             EventType::AfterDropTable => {
                 if stored.is_none_or(|old| old.event_ms <= event_ms) {
-                    self.put(key, &TableEntry::tombstone(event_ms))?;
+                    self.put(key, Some(TableEntry::tombstone(event_ms)))?;
                 }
             }
             EventType::AfterRenameTable => {
@@ -254,9 +356,9 @@ impl TableIndex {
                 let old = stored.unwrap_or_else(|| TableEntry::tombstone(event_ms));
                 let since = old.event_ms.max(event_ms);
                 let entry = carried.over(event, old, since);
-                self.tree.remove(key)?;
+                self.put(key, None)?;
                 if entry.table_uuid.is_some() || entry.metadata_location.is_some() {
-                    self.put(&self::key(realm, catalog, levels, name), &entry)?;
+                    self.put(&self::key(realm, catalog, levels, name), Some(entry))?;
                 }
             }
             // Any other AFTER event, learnt from only for what it carried itself: what the
@@ -266,7 +368,7 @@ impl TableIndex {
                     return Ok(());
                 }
                 let old = stored.unwrap_or_else(|| TableEntry::tombstone(event_ms));
-                self.put(key, &carried.over(event, old, event_ms))?;
+                self.put(key, Some(carried.over(event, old, event_ms)))?;
             }
         }
         Ok(())
@@ -534,5 +636,52 @@ mod tests {
             .unwrap();
         assert_eq!(moved.table_uuid.as_deref(), Some("uuid-1"));
         assert_eq!(moved.event_ms, 20);
+    }
+
+    #[test]
+    fn what_is_learnt_reaches_the_tree_on_write_back_even_past_a_full_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let index = TableIndex::open(&db).unwrap();
+        let orders = |index: &TableIndex, name: &str| {
+            index
+                .get("POLARIS", "prod", &strings(&["sales", "eu"]), name)
+                .unwrap()
+        };
+        index
+            .observe(
+                &mut with_metadata(event(EventType::AfterUpdateTable, 10), 1),
+                "POLARIS",
+            )
+            .unwrap();
+        assert!(orders(&index, "orders").is_some());
+        assert!(
+            orders(&TableIndex::open(&db).unwrap(), "orders").is_none(),
+            "held in memory until the write-back"
+        );
+        index.write_back().unwrap();
+        let written = orders(&TableIndex::open(&db).unwrap(), "orders").unwrap();
+        assert_eq!(written.event_ms, 10);
+        // More tables than memory holds: those let go are written first.
+        for n in 0..RECENT_TABLES_MAX + 10 {
+            let mut e = with_metadata(event(EventType::AfterUpdateTable, 20), 2);
+            e.table_name = Some(format!("t{n}"));
+            index.observe(&mut e, "POLARIS").unwrap();
+        }
+        let fresh = TableIndex::open(&db).unwrap();
+        assert!(orders(&fresh, "t0").is_some());
+        assert!(orders(&fresh, "t9").is_some());
+        assert_eq!(index.len().unwrap(), RECENT_TABLES_MAX + 11);
+        // A rename's removal is written back too.
+        let mut rename = PolarisEvent::new(EventType::AfterRenameTable);
+        rename.timestamp_ms = Some(30);
+        rename.catalog_name = Some("prod".into());
+        rename.rename_source = Some(strings(&["sales", "eu", "orders"]));
+        rename.rename_destination = Some(strings(&["sales", "eu", "orders_old"]));
+        index.observe(&mut rename, "POLARIS").unwrap();
+        index.write_back().unwrap();
+        let fresh = TableIndex::open(&db).unwrap();
+        assert!(orders(&fresh, "orders").is_none());
+        assert_eq!(orders(&fresh, "orders_old").unwrap().event_ms, 30);
     }
 }
