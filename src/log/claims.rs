@@ -121,7 +121,8 @@ impl Claims {
 
     /// Removes the claims of tasks that compaction removed: on disk, and in memory where
     /// the bucket is held. A claim of the same id for an earlier record key (one a retry or a
-    /// takeover superseded) goes too; a later one stays.
+    /// takeover superseded) goes too; a later one stays. A group that does not decode is left
+    /// as it is (`store check` names it), so that it does not stop compaction.
     pub(super) fn forget(
         &mut self,
         tree: &sled::Tree,
@@ -141,7 +142,13 @@ impl Claims {
                 |id: &[u8; 16], key: RecordKey| gone.get(id).is_some_and(|g| key <= *g);
             for group in tree.scan_prefix(bucket.to_be_bytes()) {
                 let (group_key, value) = group?;
-                let claims = decode_group(&group_key, &value)?;
+                let claims = match decode_group(&group_key, &value) {
+                    Ok(claims) => claims,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "compaction left a claim group that does not decode");
+                        continue;
+                    }
+                };
                 let left: Vec<u8> = claims
                     .iter()
                     .filter(|(id, key)| !superseded(id, *key))
@@ -283,12 +290,16 @@ pub(super) fn decode_group(group_key: &[u8], value: &[u8]) -> Result<Vec<Claim>,
         .collect()
 }
 
-/// The latest claim of `id` in any bucket (a scan of every group).
+/// The latest claim of `id` in any bucket (a scan of every group; a group that does not
+/// decode is passed over: `store check` names it).
 pub(super) fn find(tree: &sled::Tree, id: &[u8; 16]) -> Result<Option<RecordKey>, LogError> {
     let mut found = None;
     for group in tree.iter() {
         let (group_key, value) = group?;
-        for (claimed, key) in decode_group(&group_key, &value)? {
+        let Ok(claims) = decode_group(&group_key, &value) else {
+            continue;
+        };
+        for (claimed, key) in claims {
             if &claimed == id {
                 found = Some(key);
             }
@@ -490,6 +501,19 @@ mod tests {
             text.contains("claims/00000009") && text.contains("29 bytes"),
             "{text}"
         );
+        // A lookup by id and compaction pass it over and leave it for `store check`.
+        tree.insert(group_key(9, 2), single(&id(4), key(4)))
+            .unwrap();
+        assert_eq!(find(&tree, &id(4)).unwrap(), Some(key(4)));
+        Claims::default()
+            .forget(&tree, &[(9, (id(4), key(4)))])
+            .unwrap();
+        assert_eq!(
+            tree.len(),
+            1,
+            "the damaged group stays, the emptied one goes"
+        );
+        assert!(tree.contains_key(group_key(9, 1)).unwrap());
     }
 
     #[test]

@@ -1315,6 +1315,36 @@ impl TaskLog {
             .transpose()
     }
 
+    /// Checks the latest claims of one event second: each points at a record of that task.
+    fn check_claims(
+        &self,
+        bucket: u32,
+        latest: &HashMap<[u8; 16], RecordKey>,
+        report: &mut CheckReport,
+        heads: &mut HashMap<u16, u64>,
+    ) {
+        for (task_id, key) in latest {
+            report.ids += 1;
+            let id = hex::encode(task_id);
+            match self.body(*key).ok().flatten() {
+                None => report.warning(format!(
+                    "claims: task {id} points at {} which holds no record (a crash before its chunk was written; the next copy of its message takes the claim over)",
+                    key.to_token()
+                )),
+                Some(body) => {
+                    if let Ok((_, record)) = self.entry_record(&body, heads) {
+                        if (record.dedup_bucket, record.task_id) != (bucket, *task_id) {
+                            report.problem(format!(
+                                "claims: task {id} points at the record of task {}",
+                                hex::encode(record.task_id)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Verifies the whole store: every record decodes, and the indexes agree with the
     /// records. Reads only.
     pub fn check(&self) -> Result<CheckReport, LogError> {
@@ -1332,20 +1362,11 @@ impl TaskLog {
         }
         let mut lowest_unfinished: HashMap<u16, u64> = HashMap::new();
         let mut heads = HashMap::new();
-        // The latest claim of each id per bucket (a later group supersedes an earlier one).
-        let mut latest_claims: HashMap<(u32, [u8; 16]), RecordKey> = HashMap::new();
-        for group in self.claims.iter() {
-            let (group_key, value) = group?;
-            match claims::decode_group(&group_key, &value) {
-                Ok(decoded) => {
-                    let bucket = claims::bucket_of(&group_key).unwrap_or_default();
-                    for (id, key) in decoded {
-                        latest_claims.insert((bucket, id), key);
-                    }
-                }
-                Err(e) => report.problem(format!("claims: {e}")),
-            }
-        }
+        // Claims are looked up through the seconds used last, as the log does (memory stays
+        // bounded whatever the store holds). A second with a group that does not decode is
+        // reported below, with the group, and its tasks are not looked up.
+        let mut recent_claims = Claims::default();
+        let mut unreadable_buckets = std::collections::HashSet::new();
         let everything = self.bodies(
             RecordKey {
                 connector: 0,
@@ -1394,12 +1415,20 @@ impl TaskLog {
                 let lowest = lowest_unfinished.entry(key.connector).or_insert(key.seq);
                 *lowest = (*lowest).min(key.seq);
             }
-            let indexed = if record.dedup_bucket == 0 {
+            let bucket = record.dedup_bucket;
+            let indexed = if bucket == 0 {
                 self.ids.get(dedup_key(&record))?.map(|v| v.to_vec())
+            } else if unreadable_buckets.contains(&bucket) {
+                continue;
             } else {
-                latest_claims
-                    .get(&(record.dedup_bucket, record.task_id))
-                    .map(|key| key.to_bytes().to_vec())
+                match recent_claims.lookup(&self.claims, bucket, &record.task_id) {
+                    Ok(found) => found.map(|key| key.to_bytes().to_vec()),
+                    Err(e @ LogError::Sled(_)) => return Err(e),
+                    Err(_) => {
+                        unreadable_buckets.insert(bucket);
+                        continue;
+                    }
+                }
             };
             match indexed {
                 Some(indexed) if indexed[..] == k[..] => {}
@@ -1449,25 +1478,29 @@ impl TaskLog {
                 }
             }
         }
-        for ((bucket, task_id), key) in &latest_claims {
-            report.ids += 1;
-            let id = hex::encode(task_id);
-            match self.body(*key).ok().flatten() {
-                None => report.warning(format!(
-                    "claims: task {id} points at {} which holds no record (a crash before its chunk was written; the next copy of its message takes the claim over)",
-                    key.to_token()
-                )),
-                Some(body) => {
-                    if let Ok((_, record)) = self.entry_record(&body, &mut heads) {
-                        if (record.dedup_bucket, record.task_id) != (*bucket, *task_id) {
-                            report.problem(format!(
-                                "claims: task {id} points at the record of task {}",
-                                hex::encode(record.task_id)
-                            ));
-                        }
-                    }
+        // Each second's groups lie together in key order: its latest claims are checked when
+        // the walk reaches the next second.
+        let mut second: Option<(u32, HashMap<[u8; 16], RecordKey>)> = None;
+        for group in self.claims.iter() {
+            let (group_key, value) = group?;
+            let decoded = match claims::decode_group(&group_key, &value) {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    report.problem(format!("claims: {e}"));
+                    continue;
+                }
+            };
+            let bucket = claims::bucket_of(&group_key).unwrap_or_default();
+            if second.as_ref().is_some_and(|(b, _)| *b != bucket) {
+                if let Some((b, latest)) = second.take() {
+                    self.check_claims(b, &latest, &mut report, &mut heads);
                 }
             }
+            let (_, latest) = second.get_or_insert_with(|| (bucket, HashMap::new()));
+            latest.extend(decoded);
+        }
+        if let Some((b, latest)) = second {
+            self.check_claims(b, &latest, &mut report, &mut heads);
         }
         for entry in self.states.iter() {
             let (k, _) = entry?;
@@ -2252,6 +2285,10 @@ mod tests {
         log.claims
             .insert(claims::group_key(78, 2), claims::single(&[9; 16], nowhere))
             .unwrap();
+        // A damaged group in the second of a task: named once, and the check goes on.
+        log.claims
+            .insert(claims::group_key(1_800_000_001, 3), &[2u8; 27][..])
+            .unwrap();
         let report = log.check().unwrap();
         assert!(
             report
@@ -2260,6 +2297,13 @@ mod tests {
                 .any(|p| p.contains("claims/0000004d")),
             "{report:?}"
         );
+        let named: Vec<_> = report
+            .problems
+            .iter()
+            .filter(|p| p.contains("claims/6b49d201"))
+            .collect();
+        assert_eq!(named.len(), 1, "{report:?}");
+        assert_eq!(report.tasks, 3);
         assert!(
             report
                 .warnings

@@ -119,16 +119,18 @@ struct RecentTable {
 
 impl RecentTables {
     /// Writes the entries not yet written to `tree`.
+    /// A key leaves the list only once its entry is written, so a failed write is tried
+    /// again by the next call.
     fn write_back(&mut self, tree: &sled::Tree) -> Result<(), LogError> {
-        for key in std::mem::take(&mut self.unwritten) {
-            let Some(table) = self.entries.get_mut(&key) else {
-                continue;
-            };
-            match &table.entry {
-                Some(entry) => tree.insert(&key, encode_entry(entry)?)?,
-                None => tree.remove(&key)?,
-            };
-            table.unwritten = false;
+        while let Some(key) = self.unwritten.last() {
+            if let Some(table) = self.entries.get_mut(key) {
+                match &table.entry {
+                    Some(entry) => tree.insert(key, encode_entry(entry)?)?,
+                    None => tree.remove(key)?,
+                };
+                table.unwritten = false;
+            }
+            self.unwritten.pop();
         }
         Ok(())
     }
