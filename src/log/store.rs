@@ -158,7 +158,7 @@ pub struct CheckReport {
     pub tasks: u64,
     /// Task records by state name.
     pub states: std::collections::BTreeMap<String, u64>,
-    /// Dedup index entries.
+    /// Dedup index entries: one per keyed task, and the latest claim of each task per event.
     pub ids: u64,
     /// Stored statuses (tasks whose state is not implied by the head).
     pub statuses: u64,
