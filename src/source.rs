@@ -64,23 +64,42 @@ pub struct SourceStatus {
 /// A dispatcher may finish a task before the source has counted it (a record is visible to
 /// the dispatcher as soon as it is inserted), so the count is signed and may dip below zero
 /// for a moment; it is read as zero then, and every increment and decrement is kept.
-#[derive(Debug, Default)]
-pub struct Backlog(AtomicI64);
+pub struct Backlog {
+    count: AtomicI64,
+    /// The backlog gauge, registered once (with the recorder installed when the backlog is
+    /// made): a lookup per task cost the source thread about 2% of its time.
+    gauge: metrics::Gauge,
+}
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Backlog {
+            count: AtomicI64::new(0),
+            gauge: gauge!(m::BACKLOG),
+        }
+    }
+}
+
+impl std::fmt::Debug for Backlog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Backlog").field(&self.count).finish()
+    }
+}
 
 impl Backlog {
     /// Current count.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed).max(0) as u64
+        self.count.load(Ordering::Relaxed).max(0) as u64
     }
     /// Adds `n` new unfinished tasks.
     pub fn add(&self, n: u64) {
-        let v = self.0.fetch_add(n as i64, Ordering::Relaxed) + n as i64;
-        gauge!(m::BACKLOG).set(v.max(0) as f64);
+        let v = self.count.fetch_add(n as i64, Ordering::Relaxed) + n as i64;
+        self.gauge.set(v.max(0) as f64);
     }
     /// Removes one finished task.
     pub fn finish_one(&self) {
-        let v = self.0.fetch_sub(1, Ordering::Relaxed) - 1;
-        gauge!(m::BACKLOG).set(v.max(0) as f64);
+        let v = self.count.fetch_sub(1, Ordering::Relaxed) - 1;
+        self.gauge.set(v.max(0) as f64);
     }
 }
 
