@@ -1668,6 +1668,10 @@ fn migrate_to_chunks(db: &sled::Db, meta: &sled::Tree) -> Result<(), LogError> {
 fn migrate_to_claims(db: &sled::Db, meta: &sled::Tree) -> Result<(), LogError> {
     let ids = db.open_tree("ids")?;
     let claim_groups = db.open_tree("claims")?;
+    tracing::info!(
+        entries = ids.len(),
+        "task log: moving the dedup index into claim groups (format 5), once"
+    );
     let moved = claims::migrate(&ids, &claim_groups, db)?;
     db.flush()?;
     meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())?;
