@@ -61,10 +61,11 @@ impl Claims {
     pub(super) fn lookup(
         &mut self,
         tree: &sled::Tree,
+        db: &sled::Db,
         bucket: u32,
         id: &[u8; 16],
     ) -> Result<Option<RecordKey>, LogError> {
-        let entry = self.bucket(tree, bucket)?;
+        let entry = self.bucket(tree, db, bucket)?;
         Ok(entry.ids.get(id).and_then(|k| RecordKey::from_bytes(k)))
     }
 
@@ -80,7 +81,7 @@ impl Claims {
         key: RecordKey,
     ) -> Result<(), LogError> {
         let key_bytes = key.to_bytes();
-        let entry = self.bucket(tree, bucket)?;
+        let entry = self.bucket(tree, db, bucket)?;
         let new = entry.ids.insert(id, key_bytes).is_none();
         entry.pending.extend_from_slice(&id);
         entry.pending.extend_from_slice(&key_bytes);
@@ -171,8 +172,15 @@ impl Claims {
         Ok(())
     }
 
-    /// The bucket's claims in memory, read from `tree` if they are not.
-    fn bucket(&mut self, tree: &sled::Tree, bucket: u32) -> Result<&mut Bucket, LogError> {
+    /// The bucket's claims in memory, read from `tree` if they are not (older buckets are
+    /// dropped then if the claims held pass [`CACHED_CLAIMS_MAX`]: a replay of old events,
+    /// all duplicates, reads one second after another without claiming anything).
+    fn bucket(
+        &mut self,
+        tree: &sled::Tree,
+        db: &sled::Db,
+        bucket: u32,
+    ) -> Result<&mut Bucket, LogError> {
         self.tick += 1;
         let tick = self.tick;
         if !self.buckets.contains_key(&bucket) {
@@ -192,6 +200,9 @@ impl Claims {
                     used: tick,
                 },
             );
+            if self.cached > CACHED_CLAIMS_MAX {
+                self.shrink(tree, db, bucket)?;
+            }
         }
         let entry = self.buckets.entry(bucket).or_default();
         entry.used = tick;
@@ -384,7 +395,7 @@ mod tests {
         let (_dir, db, tree) = temp_db();
         let mut claims = Claims::default();
         for n in 0..10u8 {
-            assert_eq!(claims.lookup(&tree, 7, &id(n)).unwrap(), None);
+            assert_eq!(claims.lookup(&tree, &db, 7, &id(n)).unwrap(), None);
             claims
                 .claim(&tree, &db, 7, id(n), key(u64::from(n)))
                 .unwrap();
@@ -398,10 +409,10 @@ mod tests {
         claims.write_pending(&tree, &db).unwrap();
         assert_eq!(tree.len(), 2);
         let mut fresh = Claims::default();
-        assert_eq!(fresh.lookup(&tree, 7, &id(5)).unwrap(), Some(key(5)));
-        assert_eq!(fresh.lookup(&tree, 7, &id(3)).unwrap(), Some(key(99)));
+        assert_eq!(fresh.lookup(&tree, &db, 7, &id(5)).unwrap(), Some(key(5)));
+        assert_eq!(fresh.lookup(&tree, &db, 7, &id(3)).unwrap(), Some(key(99)));
         assert_eq!(
-            fresh.lookup(&tree, 8, &id(5)).unwrap(),
+            fresh.lookup(&tree, &db, 8, &id(5)).unwrap(),
             None,
             "buckets apart"
         );
@@ -416,7 +427,7 @@ mod tests {
         for n in 0..GROUP_CLAIMS_MAX as u64 + 1 {
             let mut task = [0u8; 16];
             task[..8].copy_from_slice(&n.to_be_bytes());
-            claims.lookup(&tree, 1, &task).unwrap();
+            claims.lookup(&tree, &db, 1, &task).unwrap();
             claims.claim(&tree, &db, 1, task, key(n)).unwrap();
         }
         assert_eq!(tree.len(), 1);
@@ -429,7 +440,7 @@ mod tests {
         let (_dir, db, tree) = temp_db();
         let mut claims = Claims::default();
         for n in 0..4u8 {
-            claims.lookup(&tree, 5, &id(n)).unwrap();
+            claims.lookup(&tree, &db, 5, &id(n)).unwrap();
             claims
                 .claim(&tree, &db, 5, id(n), key(u64::from(n)))
                 .unwrap();
@@ -452,10 +463,10 @@ mod tests {
             .unwrap();
         let mut fresh = Claims::default();
         for cache in [&mut claims, &mut fresh] {
-            assert_eq!(cache.lookup(&tree, 5, &id(0)).unwrap(), None);
-            assert_eq!(cache.lookup(&tree, 5, &id(1)).unwrap(), None);
-            assert_eq!(cache.lookup(&tree, 5, &id(2)).unwrap(), Some(key(20)));
-            assert_eq!(cache.lookup(&tree, 5, &id(3)).unwrap(), Some(key(3)));
+            assert_eq!(cache.lookup(&tree, &db, 5, &id(0)).unwrap(), None);
+            assert_eq!(cache.lookup(&tree, &db, 5, &id(1)).unwrap(), None);
+            assert_eq!(cache.lookup(&tree, &db, 5, &id(2)).unwrap(), Some(key(20)));
+            assert_eq!(cache.lookup(&tree, &db, 5, &id(3)).unwrap(), Some(key(3)));
         }
         let stored: usize = tree.iter().map(|g| g.unwrap().1.len() / CLAIM_BYTES).sum();
         assert_eq!(stored, 2, "only the claims of 3 and 20 are left on disk");
@@ -471,7 +482,7 @@ mod tests {
             for n in 0..per_bucket as u64 {
                 let mut task = [0u8; 16];
                 task[..8].copy_from_slice(&n.to_be_bytes());
-                claims.lookup(&tree, bucket, &task).unwrap();
+                claims.lookup(&tree, &db, bucket, &task).unwrap();
                 claims.claim(&tree, &db, bucket, task, key(n)).unwrap();
             }
         }
@@ -481,21 +492,27 @@ mod tests {
         task[..8].copy_from_slice(&(per_bucket as u64 - 1).to_be_bytes());
         let mut fresh = Claims::default();
         assert_eq!(
-            fresh.lookup(&tree, 1, &task).unwrap(),
+            fresh.lookup(&tree, &db, 1, &task).unwrap(),
             Some(key(per_bucket as u64 - 1))
         );
         assert_eq!(
-            claims.lookup(&tree, 1, &task).unwrap(),
+            claims.lookup(&tree, &db, 1, &task).unwrap(),
             Some(key(per_bucket as u64 - 1))
         );
+        // Lookups alone (a replay of old events, all duplicates) stay bounded too.
+        let mut reader = Claims::default();
+        for bucket in 1..=3u32 {
+            assert!(reader.lookup(&tree, &db, bucket, &task).unwrap().is_some());
+            assert!(reader.cached() <= CACHED_CLAIMS_MAX, "{}", reader.cached());
+        }
     }
 
     #[test]
     fn a_damaged_group_is_named() {
-        let (_dir, _db, tree) = temp_db();
+        let (_dir, db, tree) = temp_db();
         tree.insert(group_key(9, 1), vec![0u8; CLAIM_BYTES + 3])
             .unwrap();
-        let err = Claims::default().lookup(&tree, 9, &id(1)).unwrap_err();
+        let err = Claims::default().lookup(&tree, &db, 9, &id(1)).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("claims/00000009") && text.contains("29 bytes"),
@@ -533,8 +550,14 @@ mod tests {
         assert_eq!(ids.len(), 1, "the keyed task's entry stays");
         assert_eq!(claims_tree.len(), 2, "one group per bucket");
         let mut fresh = Claims::default();
-        assert_eq!(fresh.lookup(&claims_tree, 3, &id(3)).unwrap(), Some(key(3)));
-        assert_eq!(fresh.lookup(&claims_tree, 4, &id(4)).unwrap(), Some(key(4)));
+        assert_eq!(
+            fresh.lookup(&claims_tree, &db, 3, &id(3)).unwrap(),
+            Some(key(3))
+        );
+        assert_eq!(
+            fresh.lookup(&claims_tree, &db, 4, &id(4)).unwrap(),
+            Some(key(4))
+        );
         // Run again (as after a crash before the format was marked): nothing moves twice.
         assert_eq!(migrate(&ids, &claims_tree, &db).unwrap(), 0);
     }

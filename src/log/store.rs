@@ -650,7 +650,7 @@ impl TaskLog {
             let bucket = record.dedup_bucket;
             let holder = appends
                 .claims
-                .lookup(&self.claims, bucket, &record.task_id)?;
+                .lookup(&self.claims, &self.db, bucket, &record.task_id)?;
             if let Some(holder) = holder {
                 if self.holds_record(&appends.chunks, holder)? {
                     return Ok(InsertOutcome::Duplicate);
@@ -1186,7 +1186,11 @@ impl TaskLog {
         let claim_group = if bucket == 0 {
             None
         } else {
-            if open.claims.lookup(&self.claims, bucket, &record.task_id)? != Some(key) {
+            if open
+                .claims
+                .lookup(&self.claims, &self.db, bucket, &record.task_id)?
+                != Some(key)
+            {
                 return Err(LogError::Refused(INDEX_ELSEWHERE.into()));
             }
             Some((
@@ -1421,7 +1425,7 @@ impl TaskLog {
             } else if unreadable_buckets.contains(&bucket) {
                 continue;
             } else {
-                match recent_claims.lookup(&self.claims, bucket, &record.task_id) {
+                match recent_claims.lookup(&self.claims, &self.db, bucket, &record.task_id) {
                     Ok(found) => found.map(|key| key.to_bytes().to_vec()),
                     Err(e @ LogError::Sled(_)) => return Err(e),
                     Err(_) => {
