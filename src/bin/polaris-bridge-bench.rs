@@ -13,13 +13,18 @@
 //!    a fixed rate (`--latency-rate` for `--latency-seconds`): p50/p99 of its
 //!    `polaris_bridge_message_to_durable_seconds` and `polaris_bridge_event_to_delivery_seconds`
 //!    histograms over the phase, from `/metrics` scraped before and after;
-//! 5. `webhook`: the bridge with a signing `webhook` connector posting every event of the
-//!    topic to a local receiver (in this process, on its own runtime): deliveries/s from the
-//!    first to the last request, peak RSS and CPU seconds per million of the bridge;
-//! 6. `peer`: Redpanda Connect (`bench/peer/build.sh`) reading the same topic with its
+//! 5. `http`: the HTTP limit: a bare reqwest client built as the webhook connector builds
+//!    its client, posting signed CloudEvents requests (bodies built beforehand from the same
+//!    events) to a local receiver (in this process, on its own runtime), as many in flight as
+//!    the connector, doing nothing else: deliveries/s and the client threads' CPU seconds per
+//!    million;
+//! 6. `webhook`: the bridge with a signing `webhook` connector posting every event of the
+//!    topic to the same receiver: deliveries/s from the first to the last request, peak RSS
+//!    and CPU seconds per million of the bridge;
+//! 7. `peer`: Redpanda Connect (`bench/peer/build.sh`) reading the same topic with its
 //!    `kafka_franz` input and posting every message to the same receiver with `http_client`,
 //!    measured the same way;
-//! 7. `soak` (only when asked for): the bridge (blackhole) under a paced load for
+//! 8. `soak` (only when asked for): the bridge (blackhole) under a paced load for
 //!    `--soak-seconds` with a short `store.retention`, its RSS and store size sampled every
 //!    10 s, to show whether memory stays flat once compaction keeps up.
 //!
@@ -29,7 +34,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -40,6 +46,7 @@ use polaris_bridge::log::{now_ms, SourceRecord, TaskLog, TaskRecord};
 use polaris_bridge::metrics as m;
 use polaris_bridge_api::samples::sample_event;
 use polaris_bridge_api::{codec, PolarisEvent, TaskId};
+use polaris_bridge_webhook as webhook;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
@@ -61,6 +68,8 @@ enum Phase {
     Bridge,
     /// The bridge's latencies under a paced load.
     Latency,
+    /// The HTTP limit: a bare reqwest client posting signed requests to the local receiver.
+    Http,
     /// The bridge's webhook deliveries to the local receiver.
     Webhook,
     /// Redpanda Connect posting the topic to the local receiver.
@@ -94,7 +103,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_values_t = [Phase::Transport, Phase::Storage, Phase::Bridge, Phase::Latency, Phase::Webhook, Phase::Peer]
+        default_values_t = [Phase::Transport, Phase::Storage, Phase::Bridge, Phase::Latency, Phase::Http, Phase::Webhook, Phase::Peer]
     )]
     phases: Vec<Phase>,
     /// Messages per task log flush, as the bridge's `source.batch_size`.
@@ -177,14 +186,16 @@ struct Figures {
     disk_bytes_per_million: f64,
 }
 
-/// One delivery phase's result (webhook or peer), as the receiver saw it.
+/// One delivery phase's result (HTTP limit, webhook or peer), as the receiver saw it.
 #[derive(Debug, Clone, Default)]
 struct Deliveries {
     /// Requests answered 2xx per second, from the first to the last.
     per_s: f64,
-    /// Peak RSS of the sender.
-    peak_rss_mib: f64,
-    /// The sender's CPU seconds (from its start to the last delivery) per million deliveries.
+    /// Peak RSS of the sender when it is a process of its own (not the HTTP limit's client,
+    /// which runs in the bench process).
+    peak_rss_mib: Option<f64>,
+    /// The sender's CPU seconds (a process: from its start; threads: over the phase) to the
+    /// last delivery, per million deliveries.
     cpu_s_per_million: f64,
     /// The receiver threads' CPU seconds per million deliveries.
     receiver_cpu_s_per_million: f64,
@@ -202,9 +213,10 @@ impl std::fmt::Display for Deliveries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.0} deliveries/s, peak RSS {:.0} MiB, {:.1} CPU s/M (receiver {:.1}), {} requests, {} duplicates, {} connections, {} signatures verified",
+            "{:.0} deliveries/s, peak RSS {} MiB, {:.1} CPU s/M (receiver {:.1}), {} requests, {} duplicates, {} connections, {} signatures verified",
             self.per_s,
-            self.peak_rss_mib,
+            self.peak_rss_mib
+                .map_or_else(|| "-".to_string(), |mib| format!("{mib:.0}")),
             self.cpu_s_per_million,
             self.receiver_cpu_s_per_million,
             self.requests,
@@ -262,6 +274,8 @@ struct Results {
     bridge: Vec<Figures>,
     /// Latency runs.
     latency: Vec<Latency>,
+    /// HTTP limit runs.
+    http: Vec<Deliveries>,
     /// Bridge webhook runs.
     webhook: Vec<Deliveries>,
     /// Peer runs.
@@ -385,7 +399,7 @@ async fn main() -> anyhow::Result<()> {
             args.partitions
         );
     }
-    let receiver = if args.has(Phase::Webhook) || args.has(Phase::Peer) {
+    let receiver = if args.has(Phase::Http) || args.has(Phase::Webhook) || args.has(Phase::Peer) {
         Some(receiver::Receiver::start(args.receiver_threads)?)
     } else {
         None
@@ -443,6 +457,11 @@ async fn main() -> anyhow::Result<()> {
                 l.drain_s
             );
             results.latency.push(l);
+        }
+        if let (true, Some(receiver)) = (args.has(Phase::Http), &receiver) {
+            let d = http_limit(&args, receiver, &secret).await?;
+            eprintln!("run {run}: HTTP limit {d}");
+            results.http.push(d);
         }
         if let (true, Some(receiver)) = (args.has(Phase::Webhook), &receiver) {
             let d = webhook_run(
@@ -564,7 +583,7 @@ fn report(args: &Args, results: &Results, raw_bytes: usize) {
             m::END_TO_END_LATENCY
         );
     }
-    if !(results.webhook.is_empty() && results.peer.is_empty()) {
+    if !(results.http.is_empty() && results.webhook.is_empty() && results.peer.is_empty()) {
         println!();
         println!(
             "Deliveries to the local receiver ({} in flight; the bridge's signatures verified on {})",
@@ -576,10 +595,15 @@ fn report(args: &Args, results: &Results, raw_bytes: usize) {
         println!("|---|---|---|---|---|---|---|---|");
         let row = |name: &str, v: &[Deliveries]| {
             let dm = |f: fn(&Deliveries) -> f64| median(v.iter().map(f));
+            let rss: Vec<f64> = v.iter().filter_map(|d| d.peak_rss_mib).collect();
+            let rss = if rss.is_empty() {
+                String::new()
+            } else {
+                format!("{:.0}", median(rss.into_iter()))
+            };
             println!(
-                "| {name} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} |",
+                "| {name} | {:.0} | {rss} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} |",
                 dm(|d| d.per_s),
-                dm(|d| d.peak_rss_mib),
                 dm(|d| d.cpu_s_per_million),
                 dm(|d| d.receiver_cpu_s_per_million),
                 dm(|d| d.requests as f64),
@@ -587,6 +611,12 @@ fn report(args: &Args, results: &Results, raw_bytes: usize) {
                 dm(|d| d.connections as f64)
             );
         };
+        if !results.http.is_empty() {
+            row(
+                "HTTP limit: bare reqwest client (signed requests built beforehand, nothing else)",
+                &results.http,
+            );
+        }
         if !results.webhook.is_empty() {
             row(
                 "polaris-bridge webhook (signed, deduplicated, durably logged)",
@@ -607,11 +637,21 @@ fn report(args: &Args, results: &Results, raw_bytes: usize) {
                 }
             );
         }
+        let h = median(results.http.iter().map(|d| d.per_s));
         let w = median(results.webhook.iter().map(|d| d.per_s));
         let p = median(results.peer.iter().map(|d| d.per_s));
         if w > 0.0 && p > 0.0 {
             println!();
             println!("bridge / peer deliveries/s: {:.2}", w / p);
+        }
+        if h > 0.0 && (w > 0.0 || p > 0.0) {
+            println!();
+            if w > 0.0 {
+                println!("bridge / HTTP limit: {:.2}", w / h);
+            }
+            if p > 0.0 {
+                println!("peer / HTTP limit: {:.2}", p / h);
+            }
         }
     }
     for (run, soak) in results.soak.iter().enumerate() {
@@ -1509,7 +1549,7 @@ fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     Some(lower.0)
 }
 
-/// Phase 5: the bridge with a `webhook` connector (signing on, Standard Webhooks headers,
+/// Phase 6: the bridge with a `webhook` connector (signing on, Standard Webhooks headers,
 /// `--webhook-concurrency` requests in flight) posting every event of `topic` to the
 /// receiver, which verifies the signatures.
 async fn webhook_run(
@@ -1520,14 +1560,7 @@ async fn webhook_run(
     receiver: &receiver::Receiver,
     secret: &str,
 ) -> anyhow::Result<Deliveries> {
-    let key = STANDARD.decode(secret.trim_start_matches("whsec_"))?;
-    let endpoint = receiver.listen(
-        receiver::Check::Signed {
-            key,
-            every: args.verify_every.max(1),
-        },
-        args.events,
-    )?;
+    let endpoint = signed_endpoint(args, receiver, secret)?;
     let connectors = format!(
         r#"
 [connectors.hook]
@@ -1554,10 +1587,184 @@ connector = "hook"
         &[("BENCH_WEBHOOK_SECRET", secret)],
     )?;
     let pid = bridge.pid();
-    watch_deliveries(pid, &endpoint, args.events, || bridge.check_alive()).await
+    watch_deliveries(Sender::Process(pid), &endpoint, args.events, || {
+        bridge.check_alive()
+    })
+    .await
 }
 
-/// Phase 6: Redpanda Connect reading `topic` (its own consumer group, from the earliest
+/// A fresh receiver endpoint that checks the Standard Webhooks signature made with `secret`
+/// on every `--verify-every`th request.
+fn signed_endpoint(
+    args: &Args,
+    receiver: &receiver::Receiver,
+    secret: &str,
+) -> anyhow::Result<receiver::Endpoint> {
+    let key = STANDARD.decode(secret.trim_start_matches("whsec_"))?;
+    receiver.listen(
+        receiver::Check::Signed {
+            key,
+            every: args.verify_every.max(1),
+        },
+        args.events,
+    )
+}
+
+/// The name of the HTTP limit client's threads (so that their CPU is measured apart).
+const HTTP_CLIENT_THREAD: &str = "bench-http";
+
+/// Distinct request bodies the HTTP limit builds beforehand; request `i` carries body
+/// `i % HTTP_BODIES` under its own `webhook-id`.
+const HTTP_BODIES: usize = 4096;
+
+/// Phase 5: the HTTP limit. A bare reqwest client, built by the webhook connector's own
+/// `build_client`, posts `events` signed CloudEvents requests to the receiver with
+/// `--webhook-concurrency` in flight, on a runtime of its own (2 workers, as the bridge has
+/// on this machine): the connector's request (same headers, a Standard Webhooks signature
+/// made per request) without Kafka, decoding, the task log or the dispatcher. The bodies are
+/// the structured CloudEvents of the bench's sample events, built before the phase starts.
+async fn http_limit(
+    args: &Args,
+    receiver: &receiver::Receiver,
+    secret: &str,
+) -> anyhow::Result<Deliveries> {
+    let endpoint = signed_endpoint(args, receiver, secret)?;
+    let problems = |problems: Vec<webhook::config::ConfigProblem>| {
+        let text: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.problem))
+            .collect();
+        anyhow::anyhow!("webhook client settings: {}", text.join("; "))
+    };
+    let config: webhook::config::WebhookConfig = toml::from_str(&format!(
+        "url = \"{}\"\nsecret_env = \"BENCH_WEBHOOK_SECRET\"",
+        endpoint.url
+    ))?;
+    let client =
+        webhook::client::build_client(&config, args.webhook_concurrency).map_err(problems)?;
+    let url = webhook::client::parse_url(&config.url).map_err(|p| problems(vec![p]))?;
+    let secret = webhook::signing::Secret::parse(secret, "bench").map_err(anyhow::Error::msg)?;
+    let bodies = (0..HTTP_BODIES.min(args.events))
+        .map(|i| {
+            let event = bench_event(i);
+            let realm = event.realm_id.clone().unwrap_or_else(|| "POLARIS".into());
+            let delivery = polaris_bridge_api::Delivery {
+                task_id: TaskId::for_event("hook", &realm, &event),
+                connector: "hook".to_string(),
+                attempt: 1,
+                realm,
+                event,
+                source: polaris_bridge_api::connector::SourcePosition {
+                    topic: "bench".to_string(),
+                    partition: 0,
+                    offset: i as i64,
+                },
+                checkpoint: None,
+            };
+            let payload = webhook::payload::build(webhook::config::Mode::Structured, &delivery);
+            (payload.headers, axum::body::Bytes::from(payload.body))
+        })
+        .collect();
+    let sender = Arc::new(HttpLimitSender {
+        client,
+        url,
+        signer: webhook::signing::Signer::new(vec![secret]),
+        bodies,
+        events: args.events,
+        next: AtomicUsize::new(0),
+        failure: Mutex::new(None),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(HTTP_CLIENT_THREAD)
+        .enable_all()
+        .build()?;
+    for _ in 0..args.webhook_concurrency.max(1) {
+        runtime.spawn(Arc::clone(&sender).send_all());
+    }
+    let result = watch_deliveries(
+        Sender::Threads(HTTP_CLIENT_THREAD),
+        &endpoint,
+        args.events,
+        || match sender.failure.lock().map(|f| f.clone()) {
+            Ok(Some(failure)) => bail!("the HTTP limit's client failed: {failure}"),
+            Ok(None) => Ok(()),
+            Err(_) => bail!("the HTTP limit's client panicked"),
+        },
+    )
+    .await;
+    runtime.shutdown_background();
+    result
+}
+
+/// The HTTP limit's client and its requests, shared by its senders.
+struct HttpLimitSender {
+    /// Built as the webhook connector builds its client.
+    client: reqwest::Client,
+    /// The receiver's endpoint.
+    url: reqwest::Url,
+    /// Signs every request (Standard Webhooks).
+    signer: webhook::signing::Signer,
+    /// CloudEvents headers and bodies, built beforehand.
+    bodies: Vec<(Vec<(String, String)>, axum::body::Bytes)>,
+    /// Requests to send.
+    events: usize,
+    /// The next request to send.
+    next: AtomicUsize,
+    /// The first failure (a request error or a status other than 2xx).
+    failure: Mutex<Option<String>>,
+}
+
+impl HttpLimitSender {
+    /// Sends requests one after the other until all are taken or one fails.
+    async fn send_all(self: Arc<Self>) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.events {
+                return;
+            }
+            if let Err(failure) = self.send(i).await {
+                if let Ok(mut first) = self.failure.lock() {
+                    first.get_or_insert(failure);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Sends request `i` (its `webhook-id` is `i` in 32 hex digits: the receiver counts
+    /// distinct ids) as the webhook connector sends a delivery.
+    async fn send(&self, i: usize) -> Result<(), String> {
+        let (headers, body) = &self.bodies[i % self.bodies.len()];
+        let id = format!("{i:032x}");
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        let signature = self.signer.signature_header(&id, timestamp, body);
+        let mut request = self.client.post(self.url.clone());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        response.bytes().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    }
+}
+
+/// Phase 7: Redpanda Connect reading `topic` (its own consumer group, from the earliest
 /// offset) and posting every message to the receiver.
 async fn peer_run(
     bin: &Path,
@@ -1611,7 +1818,9 @@ output:
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let pid = child.id();
-    let result = watch_deliveries(pid, &endpoint, args.events, || match child.try_wait()? {
+    let result = watch_deliveries(Sender::Process(pid), &endpoint, args.events, || match child
+        .try_wait()?
+    {
         Some(status) => bail!("the peer exited early: {status} (see its peer.log)"),
         None => Ok(()),
     })
@@ -1620,17 +1829,49 @@ output:
     result
 }
 
-/// Waits until the receiver has `events` distinct deliveries from the sender `pid` and
-/// measures it: deliveries/s from the first to the last request, its peak RSS, its CPU from
-/// its start to the last delivery, and the receiver's CPU over the same span.
+/// Who sends the requests that a delivery phase measures.
+#[derive(Debug, Clone, Copy)]
+enum Sender {
+    /// A child process (the bridge, the peer): its CPU from its start, its peak RSS.
+    Process(u32),
+    /// The threads of this process with this name (the HTTP limit's client): their CPU over
+    /// the phase.
+    Threads(&'static str),
+}
+
+impl Sender {
+    /// CPU seconds used so far.
+    fn cpu_seconds(self) -> anyhow::Result<f64> {
+        match self {
+            Sender::Process(pid) => cpu_seconds(pid),
+            Sender::Threads(name) => threads_cpu_seconds(name),
+        }
+    }
+
+    /// Peak RSS, for a process of its own.
+    fn peak_rss_mib(self) -> anyhow::Result<Option<f64>> {
+        match self {
+            Sender::Process(pid) => peak_rss_mib(pid).map(Some),
+            Sender::Threads(_) => Ok(None),
+        }
+    }
+}
+
+/// Waits until the receiver has `events` distinct deliveries from `sender` and measures it:
+/// deliveries/s from the first to the last request, its peak RSS, its CPU to the last
+/// delivery, and the receiver's CPU over the same span.
 async fn watch_deliveries(
-    pid: u32,
+    sender: Sender,
     endpoint: &receiver::Endpoint,
     events: usize,
     mut alive: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Deliveries> {
     let stats = &endpoint.stats;
     let receiver_cpu_before = receiver::cpu_seconds()?;
+    let sender_cpu_before = match sender {
+        Sender::Process(_) => 0.0,
+        Sender::Threads(_) => sender.cpu_seconds()?,
+    };
     let deadline = Instant::now() + Duration::from_secs(900);
     let (mut progress, mut progress_at) = (0, Instant::now());
     loop {
@@ -1655,13 +1896,13 @@ async fn watch_deliveries(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cpu = cpu_seconds(pid)?;
+    let cpu = sender.cpu_seconds()? - sender_cpu_before;
     let receiver_cpu = receiver::cpu_seconds()? - receiver_cpu_before;
     let requests = stats.requests.load(Ordering::Relaxed);
     let per_million = 1e6 / events as f64;
     Ok(Deliveries {
         per_s: requests as f64 / stats.span().as_secs_f64(),
-        peak_rss_mib: peak_rss_mib(pid)?,
+        peak_rss_mib: sender.peak_rss_mib()?,
         cpu_s_per_million: cpu * per_million,
         receiver_cpu_s_per_million: receiver_cpu * per_million,
         requests,
@@ -1985,21 +2226,26 @@ mod receiver {
     /// CPU seconds used so far by the receiver's threads (live ones: the runtime keeps its
     /// workers for the whole benchmark).
     pub fn cpu_seconds() -> anyhow::Result<f64> {
-        let mut total = 0.0;
-        for task in std::fs::read_dir("/proc/self/task")? {
-            let path = task?.path();
-            let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
-                continue;
-            };
-            if comm.trim_end() != THREAD_NAME {
-                continue;
-            }
-            if let Ok(stat) = std::fs::read_to_string(path.join("stat")) {
-                total += super::stat_cpu_seconds(&stat)?;
-            }
-        }
-        Ok(total)
+        super::threads_cpu_seconds(THREAD_NAME)
     }
+}
+
+/// CPU seconds used so far by the live threads of this process named `name`.
+fn threads_cpu_seconds(name: &str) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let path = task?.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        if let Ok(stat) = std::fs::read_to_string(path.join("stat")) {
+            total += stat_cpu_seconds(&stat)?;
+        }
+    }
+    Ok(total)
 }
 
 /// User plus system CPU seconds of process `pid`, from /proc.
