@@ -67,6 +67,10 @@ pub struct Config {
 
 /// `[table_lookup]`: Polaris's loadTable, called for table events that lack the metadata
 /// location, with OAuth2 client credentials. What it learns goes into the table index.
+///
+/// The OAuth2 fields repeat those of the `polaris-notify` connector's settings instead of
+/// sharing a flattened struct, for the reason given at [`RouteConfig`]: a misspelt key must
+/// be an error.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableLookupConfig {
@@ -465,6 +469,12 @@ impl Default for HttpConfig {
 }
 
 /// `[[routes]]`: events matching every given criterion become tasks of `connector`.
+///
+/// The criteria repeat the fields of a connector's `filter` table (the webhook's
+/// `FilterConfig`) rather than share one struct through `#[serde(flatten)]`: serde cannot
+/// reject unknown keys through a flattened struct, so a misspelt criterion would be dropped
+/// silently and the route would match every event. Both compile through
+/// [`EventFilter::compile`], so the same settings select the same events.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
@@ -1068,7 +1078,11 @@ event_types = ["AFTER_*_TABLE"]
         let err = parse(&format!("{MINIMAL}\n[source]\nbatch_sise = 3\n")).unwrap_err();
         assert!(err.to_string().contains("batch_sise"), "{err}");
         let err = parse(&format!("{MINIMAL}\n[frobnicate]\nx = 1\n")).unwrap_err();
-        assert!(err.to_string().contains("frobnicate"), "{err}");
+        assert!(err.to_string().contains("frobnicate"), "{err}"); // A route's criteria are declared on `RouteConfig` itself, not flattened from a
+                                                                  // shared struct: with `#[serde(flatten)]` a misspelt criterion would be dropped
+                                                                  // silently and the route would match every event.
+        let err = parse(&MINIMAL.replace("event_types =", "event_type =")).unwrap_err();
+        assert!(err.to_string().contains("event_type"), "{err}");
     }
 
     #[test]

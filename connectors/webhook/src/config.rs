@@ -150,7 +150,9 @@ pub enum StatusSpec {
     Range(String),
 }
 
-/// `filter`: every given criterion must match; an empty one matches everything.
+/// `filter`: every given criterion must match; an empty one matches everything. The same
+/// criteria as a route's (declared again there, not flattened, so that unknown keys stay
+/// errors in both places).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
