@@ -27,7 +27,7 @@ const C_HEAP_TRIM_SLACK: usize = 8 << 20;
 
 impl CHeap {
     /// Sets [`m::C_HEAP_BYTES`] from glibc's `mallinfo2`, after returning the arenas' free
-    /// pages to the system (`malloc_trim`) when more than [`C_HEAP_TRIM_SLACK`] bytes were
+    /// pages to the system (`malloc_trim`) when more than 8 MiB (`C_HEAP_TRIM_SLACK`) were
     /// freed since the last trim. Both walk every arena under its lock: microseconds to a
     /// millisecond, every 5 s.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

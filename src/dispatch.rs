@@ -13,11 +13,11 @@
 //! Writes are kept off the common path (see [`crate::log::store`]): a task's first attempt
 //! starts without a write (its lease lives in this dispatcher; a crash simply leaves the task
 //! pending), and a first-attempt success writes nothing either: the connector's head, the
-//! sequence below which every task is finished, moves past it and is persisted every
-//! [`REPORT_INTERVAL`]. A success above a head held back by a retrying task is written as its
-//! own status after [`UNPERSISTED_SUCCESS_AGE`], and at shutdown. Deliveries that outlive a
-//! third of their lease, checkpoints, failures and cancellations write a status, with
-//! compare-and-swap.
+//! sequence below which every task is finished, moves past it and is persisted every 250 ms
+//! (`REPORT_INTERVAL`). A success above a head held back by a retrying task is written as its
+//! own status after a second (`UNPERSISTED_SUCCESS_AGE`), and at shutdown. Deliveries that
+//! outlive a third of their lease, checkpoints, failures and cancellations write a status,
+//! with compare-and-swap.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;

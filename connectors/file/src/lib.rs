@@ -1,7 +1,7 @@
 //! The `file` connector: appends each delivered task to a file as one JSON line.
 //!
 //! - [`config`]: the settings.
-//! - [`format`]: the line: `{"task_id", "connector", "attempt", "realm", "source": {topic,
+//! - [`mod@format`]: the line: `{"task_id", "connector", "attempt", "realm", "source": {topic,
 //!   partition, offset}, "event": {...}}` (`lines`), or a CloudEvents 1.0 structured-mode
 //!   event with the shared attribute mapping (`cloudevents`).
 //! - [`writer`]: the append-mode file, size-based rotation, fsync.

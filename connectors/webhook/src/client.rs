@@ -250,7 +250,7 @@ pub fn body_text(body: &[u8]) -> String {
     }
 }
 
-/// Reads at most [`BODY_READ`] bytes of a response body.
+/// Reads at most 4 KiB (`BODY_READ`) of a response body.
 pub async fn read_body_prefix(mut response: reqwest::Response) -> Vec<u8> {
     let mut body = Vec::new();
     while body.len() < BODY_READ {
