@@ -6,6 +6,8 @@
 //! dispatcher per connector) -> connectors ([`connectors`]).
 
 pub mod admin;
+#[cfg(feature = "mimalloc")]
+pub mod allocator;
 pub mod app;
 pub mod c_heap;
 pub mod config;

@@ -4,27 +4,28 @@
 //! and Avro alternating, several partitions) and then measures, phase after phase
 //! (`--phases`, all by default):
 //! 1. `transport`: a bare rdkafka `BaseConsumer` reading the topic, doing nothing;
-//! 2. `storage`: the task log alone writing the same records the way the bridge writes them
+//! 2. `decode`: the same, decoding every message with the bridge's codec (`auto` format);
+//! 3. `storage`: the task log alone writing the same records the way the bridge writes them
 //!    (same keys, values, batch size, one flush per batch), in a child process;
-//! 3. `bridge`: the bridge end to end (`polaris-bridge run` as a child process, decode, route,
+//! 4. `bridge`: the bridge end to end (`polaris-bridge run` as a child process, decode, route,
 //!    dedup, durable log, offset commit, a blackhole connector): events/s, peak RSS, CPU
 //!    seconds and bytes on disk per million events;
-//! 4. `latency`: the bridge (blackhole) consuming a fresh topic while events are produced at
+//! 5. `latency`: the bridge (blackhole) consuming a fresh topic while events are produced at
 //!    a fixed rate (`--latency-rate` for `--latency-seconds`): p50/p99 of its
 //!    `polaris_bridge_message_to_durable_seconds` and `polaris_bridge_event_to_delivery_seconds`
 //!    histograms over the phase, from `/metrics` scraped before and after;
-//! 5. `http`: the HTTP limit: a bare reqwest client built as the webhook connector builds
+//! 6. `http`: the HTTP limit: a bare reqwest client built as the webhook connector builds
 //!    its client, posting signed CloudEvents requests (bodies built beforehand from the same
 //!    events) to a local receiver (in this process, on its own runtime), as many in flight as
 //!    the connector, doing nothing else: deliveries/s and the client threads' CPU seconds per
 //!    million;
-//! 6. `webhook`: the bridge with a signing `webhook` connector posting every event of the
+//! 7. `webhook`: the bridge with a signing `webhook` connector posting every event of the
 //!    topic to the same receiver: deliveries/s from the first to the last request, peak RSS
 //!    and CPU seconds per million of the bridge;
-//! 7. `peer`: Redpanda Connect (`bench/peer/build.sh`) reading the same topic with its
+//! 8. `peer`: Redpanda Connect (`bench/peer/build.sh`) reading the same topic with its
 //!    `kafka_franz` input and posting every message to the same receiver with `http_client`,
 //!    measured the same way;
-//! 8. `soak` (only when asked for): the bridge (blackhole) under a paced load for
+//! 9. `soak` (only when asked for): the bridge (blackhole) under a paced load for
 //!    `--soak-seconds` with a short `store.retention`, its RSS and store size sampled every
 //!    10 s, to show whether memory stays flat once compaction keeps up.
 //!
@@ -52,7 +53,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::message::{BorrowedMessage, DeliveryResult, Message};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer, ProducerContext,
 };
@@ -62,6 +63,8 @@ use rdkafka::producer::{
 enum Phase {
     /// A bare consumer reading the topic.
     Transport,
+    /// A bare consumer decoding every message with the bridge's codec, nothing else.
+    Decode,
     /// The task log alone.
     Storage,
     /// The bridge end to end with a blackhole connector.
@@ -103,7 +106,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_values_t = [Phase::Transport, Phase::Storage, Phase::Bridge, Phase::Latency, Phase::Http, Phase::Webhook, Phase::Peer]
+        default_values_t = [Phase::Transport, Phase::Decode, Phase::Storage, Phase::Bridge, Phase::Latency, Phase::Http, Phase::Webhook, Phase::Peer]
     )]
     phases: Vec<Phase>,
     /// Messages per task log flush, as the bridge's `source.batch_size`.
@@ -268,6 +271,8 @@ struct Latency {
 struct Results {
     /// Transport limit runs.
     transport: Vec<Figures>,
+    /// Decode limit runs.
+    decode: Vec<Figures>,
     /// Storage limit runs.
     storage: Vec<Figures>,
     /// Bridge (blackhole) runs.
@@ -334,9 +339,18 @@ struct Soak {
     cpu_cores: f64,
 }
 
+/// The bridge's allocator (the default `mimalloc` feature), so that the phases run in this
+/// process (decode, storage, HTTP limit) allocate as the bridge does: with glibc's, the
+/// decode phase took 1.3x the CPU per event and the storage phase 1.1-1.6x.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs the storage child, or else the chosen phases `--runs` times and prints the medians.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "mimalloc")]
+    polaris_bridge::allocator::purge_freed_memory_soon();
     let args = Args::parse();
     if let Some(dir) = &args.storage_child {
         let f = storage_limit(
@@ -383,9 +397,16 @@ async fn main() -> anyhow::Result<()> {
 
     let topic = format!("bench-{}", now_ms());
     let mut raw_bytes = 0;
-    let needs_topic = [Phase::Transport, Phase::Bridge, Phase::Webhook, Phase::Peer]
-        .iter()
-        .any(|p| args.has(*p));
+    let needs_topic = [
+        Phase::Transport,
+        Phase::Decode,
+        Phase::Bridge,
+        Phase::Http,
+        Phase::Webhook,
+        Phase::Peer,
+    ]
+    .iter()
+    .any(|p| args.has(*p));
     if needs_topic {
         create_topic(&args.bootstrap, &topic, args.partitions).await?;
         let started = Instant::now();
@@ -409,9 +430,25 @@ async fn main() -> anyhow::Result<()> {
     let mut results = Results::default();
     for run in 0..args.runs {
         if args.has(Phase::Transport) {
-            let f = bare_consumer(&args.bootstrap, &topic, args.events)?;
-            eprintln!("run {run}: transport {:.0} events/s", f.events_per_s);
+            let f = bare_consumer(&args.bootstrap, &topic, args.events, |_| Ok(()))?;
+            eprintln!(
+                "run {run}: transport {:.0} events/s, {:.1} CPU s/M",
+                f.events_per_s, f.cpu_s_per_million
+            );
             results.transport.push(f);
+        }
+        if args.has(Phase::Decode) {
+            let f = bare_consumer(&args.bootstrap, &topic, args.events, |message| {
+                let value = message.payload().unwrap_or_default();
+                codec::decode(codec::WireFormat::Auto, message.key(), value)
+                    .map(drop)
+                    .map_err(|e| anyhow::anyhow!("a bench event does not decode: {e}"))
+            })?;
+            eprintln!(
+                "run {run}: decode {:.0} events/s, {:.1} CPU s/M",
+                f.events_per_s, f.cpu_s_per_million
+            );
+            results.decode.push(f);
         }
         if args.has(Phase::Storage) {
             let store = dir.join(format!("storage-{run}"));
@@ -500,8 +537,9 @@ async fn main() -> anyhow::Result<()> {
 /// Prints the tables of medians.
 fn report(args: &Args, results: &Results, raw_bytes: usize) {
     let med = |v: &[Figures], f: fn(&Figures) -> f64| median(v.iter().map(f));
-    let (t, s, b) = (
+    let (t, d, s, b) = (
         med(&results.transport, |f| f.events_per_s),
+        med(&results.decode, |f| f.events_per_s),
         med(&results.storage, |f| f.events_per_s),
         med(&results.bridge, |f| f.events_per_s),
     );
@@ -513,12 +551,25 @@ fn report(args: &Args, results: &Results, raw_bytes: usize) {
             args.events, args.partitions, args.runs
         );
     }
-    if !(results.transport.is_empty() && results.storage.is_empty() && results.bridge.is_empty()) {
+    if !(results.transport.is_empty()
+        && results.decode.is_empty()
+        && results.storage.is_empty()
+        && results.bridge.is_empty())
+    {
         println!();
         println!("| phase | events/s | peak RSS MiB | CPU s / M events | disk bytes / M events |");
         println!("|---|---|---|---|---|");
         if !results.transport.is_empty() {
-            println!("| transport limit (bare BaseConsumer) | {t:.0} | | | |");
+            println!(
+                "| transport limit (bare BaseConsumer) | {t:.0} | | {:.1} | |",
+                med(&results.transport, |f| f.cpu_s_per_million)
+            );
+        }
+        if !results.decode.is_empty() {
+            println!(
+                "| decode limit (bare BaseConsumer and the bridge's codec) | {d:.0} | | {:.1} | |",
+                med(&results.decode, |f| f.cpu_s_per_million)
+            );
         }
         if !results.storage.is_empty() {
             println!(
@@ -542,6 +593,19 @@ fn report(args: &Args, results: &Results, raw_bytes: usize) {
         }
         if b > 0.0 && t > 0.0 {
             println!("bridge / transport limit: {:.2}", b / t);
+        }
+        if s > 0.0 && d > 0.0 {
+            // What 0.9 of the storage limit asks of the CPUs before any of the bridge's own
+            // work (routing, the table index, the dispatch, the commits) or the broker's.
+            let per_event_s = (med(&results.storage, |f| f.cpu_s_per_million)
+                + med(&results.decode, |f| f.cpu_s_per_million))
+                / 1e6;
+            println!(
+                "0.9 of the storage limit ({:.0} events/s) needs {:.2} cores for the log, consuming and decoding alone (of {} here)",
+                0.9 * s,
+                0.9 * s * per_event_s,
+                std::thread::available_parallelism().map_or(0, usize::from)
+            );
         }
     }
     if raw_bytes > 0 {
@@ -817,20 +881,38 @@ fn bench_event(i: usize) -> polaris_bridge_api::PolarisEvent {
     event
 }
 
-/// A plain consumer of `topic` in a new group, from the earliest offset, committing nothing.
+/// A plain consumer of `topic` in a new group, from the earliest offset, committing nothing,
+/// with the bridge's prefetch settings (its default `source.prefetch_kbytes`, and the 10 ms
+/// fetch backoff without which a consumer slower than the broker waits a second whenever its
+/// queue is full: the decode phase ran at about 120,000 events/s on half a core).
 fn subscribe_bare(bootstrap: &str, topic: &str) -> anyhow::Result<BaseConsumer> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("bench-bare-{}", now_ms()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        .set(
+            "queued.max.messages.kbytes",
+            polaris_bridge::config::SourceConfig::default()
+                .prefetch_kbytes
+                .to_string(),
+        )
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     consumer.subscribe(&[topic])?;
     Ok(consumer)
 }
 
-/// Phase 1: a consumer that reads every message and does nothing else.
-fn bare_consumer(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<Figures> {
+/// Phases 1 and 2: a consumer that reads every message, hands it to `each` and does nothing
+/// else: events/s from the first message to the last, and this process's CPU (the polling
+/// thread's and librdkafka's; the rest of the bench is idle meanwhile) per million events.
+fn bare_consumer(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    mut each: impl FnMut(&BorrowedMessage<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<Figures> {
+    let cpu_before = cpu_seconds(std::process::id())?;
     let consumer = subscribe_bare(bootstrap, topic)?;
     let mut seen = 0usize;
     let mut started = None;
@@ -840,8 +922,9 @@ fn bare_consumer(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<F
             bail!("bare consumer read only {seen} of {count}");
         }
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(_)) => {
+            Some(Ok(message)) => {
                 started.get_or_insert_with(Instant::now);
+                each(&message)?;
                 seen += 1;
             }
             Some(Err(e)) => eprintln!("bare consumer: {e}"),
@@ -849,13 +932,15 @@ fn bare_consumer(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<F
         }
     }
     let elapsed = started.map_or(Duration::ZERO, |s| s.elapsed());
+    let cpu = cpu_seconds(std::process::id())? - cpu_before;
     Ok(Figures {
         events_per_s: count as f64 / elapsed.as_secs_f64(),
+        cpu_s_per_million: cpu * 1e6 / count as f64,
         ..Figures::default()
     })
 }
 
-/// Runs phase 2 in a child process and reads its figures.
+/// Runs phase 3 in a child process and reads its figures.
 fn storage_in_child(args: &Args, dir: &Path) -> anyhow::Result<Figures> {
     let output = Command::new(std::env::current_exe()?)
         .arg("--bootstrap")
@@ -893,7 +978,7 @@ fn storage_in_child(args: &Args, dir: &Path) -> anyhow::Result<Figures> {
     })
 }
 
-/// Phase 2: the task log alone, written as the source writes it: one insert per event into
+/// Phase 3: the task log alone, written as the source writes it: one insert per event into
 /// the log's layout, one flush per batch. Events are generated and encoded batch by batch
 /// outside the timed part (their CPU time is subtracted), so only the store is measured.
 fn storage_limit(
@@ -1145,7 +1230,7 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Phase 3: the real bridge process with a blackhole connector.
+/// Phase 4: the real bridge process with a blackhole connector.
 async fn bridge_end_to_end(
     bin: &Path,
     dir: &Path,
@@ -1281,7 +1366,7 @@ fn soak_sample(bridge: &BridgeProcess, started: Instant) -> anyhow::Result<SoakS
     })
 }
 
-/// Phase 4: the bridge (blackhole) on a fresh topic while events are produced at `rate`
+/// Phase 5: the bridge (blackhole) on a fresh topic while events are produced at `rate`
 /// per second for `--latency-seconds`, after a warm-up at the same rate; quantiles of its
 /// latency histograms over the measured part, from `/metrics` scraped once the warm-up's
 /// tasks finished and again once every task finished.
@@ -1549,7 +1634,7 @@ fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     Some(lower.0)
 }
 
-/// Phase 6: the bridge with a `webhook` connector (signing on, Standard Webhooks headers,
+/// Phase 7: the bridge with a `webhook` connector (signing on, Standard Webhooks headers,
 /// `--webhook-concurrency` requests in flight) posting every event of `topic` to the
 /// receiver, which verifies the signatures.
 async fn webhook_run(
@@ -1617,7 +1702,7 @@ const HTTP_CLIENT_THREAD: &str = "bench-http";
 /// `i % HTTP_BODIES` under its own `webhook-id`.
 const HTTP_BODIES: usize = 4096;
 
-/// Phase 5: the HTTP limit. A bare reqwest client, built by the webhook connector's own
+/// Phase 6: the HTTP limit. A bare reqwest client, built by the webhook connector's own
 /// `build_client`, posts `events` signed CloudEvents requests to the receiver with
 /// `--webhook-concurrency` in flight, on a runtime of its own (2 workers, as the bridge has
 /// on this machine): the connector's request (same headers, a Standard Webhooks signature
@@ -1764,7 +1849,7 @@ impl HttpLimitSender {
     }
 }
 
-/// Phase 7: Redpanda Connect reading `topic` (its own consumer group, from the earliest
+/// Phase 8: Redpanda Connect reading `topic` (its own consumer group, from the earliest
 /// offset) and posting every message to the receiver.
 async fn peer_run(
     bin: &Path,
