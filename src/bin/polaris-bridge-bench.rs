@@ -197,7 +197,7 @@ struct Deliveries {
     /// Peak RSS of the sender when it is a process of its own (not the HTTP limit's client,
     /// which runs in the bench process).
     peak_rss_mib: Option<f64>,
-    /// The sender's CPU seconds (a process: from its start; threads: over the phase) to the
+    /// The sender's CPU seconds (a process's or its threads', from their start) to the
     /// last delivery, per million deliveries.
     cpu_s_per_million: f64,
     /// The receiver threads' CPU seconds per million deliveries.
@@ -496,7 +496,7 @@ async fn main() -> anyhow::Result<()> {
             results.latency.push(l);
         }
         if let (true, Some(receiver)) = (args.has(Phase::Http), &receiver) {
-            let d = http_limit(&args, receiver, &secret).await?;
+            let d = http_limit(&args, run, receiver, &secret).await?;
             eprintln!("run {run}: HTTP limit {d}");
             results.http.push(d);
         }
@@ -1695,8 +1695,9 @@ fn signed_endpoint(
     )
 }
 
-/// The name of the HTTP limit client's threads (so that their CPU is measured apart).
-const HTTP_CLIENT_THREAD: &str = "bench-http";
+/// The name of the HTTP limit client's threads (so that their CPU is measured apart),
+/// followed by the run's number: a runtime of an earlier run may still be winding down.
+const HTTP_CLIENT_THREAD: &str = "bench-http-";
 
 /// Distinct request bodies the HTTP limit builds beforehand; request `i` carries body
 /// `i % HTTP_BODIES` under its own `webhook-id`.
@@ -1710,6 +1711,7 @@ const HTTP_BODIES: usize = 4096;
 /// the structured CloudEvents of the bench's sample events, built before the phase starts.
 async fn http_limit(
     args: &Args,
+    run: usize,
     receiver: &receiver::Receiver,
     secret: &str,
 ) -> anyhow::Result<Deliveries> {
@@ -1759,16 +1761,17 @@ async fn http_limit(
         next: AtomicUsize::new(0),
         failure: Mutex::new(None),
     });
+    let threads = format!("{HTTP_CLIENT_THREAD}{run}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name(HTTP_CLIENT_THREAD)
+        .thread_name(&threads)
         .enable_all()
         .build()?;
     for _ in 0..args.webhook_concurrency.max(1) {
         runtime.spawn(Arc::clone(&sender).send_all());
     }
     let result = watch_deliveries(
-        Sender::Threads(HTTP_CLIENT_THREAD),
+        Sender::Threads(&threads),
         &endpoint,
         args.events,
         || match sender.failure.lock().map(|f| f.clone()) {
@@ -1916,15 +1919,15 @@ output:
 
 /// Who sends the requests that a delivery phase measures.
 #[derive(Debug, Clone, Copy)]
-enum Sender {
+enum Sender<'a> {
     /// A child process (the bridge, the peer): its CPU from its start, its peak RSS.
     Process(u32),
-    /// The threads of this process with this name (the HTTP limit's client): their CPU over
-    /// the phase.
-    Threads(&'static str),
+    /// The threads of this process with this name (the HTTP limit's client, on a runtime
+    /// made for the phase under a name of its own): their CPU from their start.
+    Threads(&'a str),
 }
 
-impl Sender {
+impl Sender<'_> {
     /// CPU seconds used so far.
     fn cpu_seconds(self) -> anyhow::Result<f64> {
         match self {
@@ -1946,17 +1949,13 @@ impl Sender {
 /// deliveries/s from the first to the last request, its peak RSS, its CPU to the last
 /// delivery, and the receiver's CPU over the same span.
 async fn watch_deliveries(
-    sender: Sender,
+    sender: Sender<'_>,
     endpoint: &receiver::Endpoint,
     events: usize,
     mut alive: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Deliveries> {
     let stats = &endpoint.stats;
     let receiver_cpu_before = receiver::cpu_seconds()?;
-    let sender_cpu_before = match sender {
-        Sender::Process(_) => 0.0,
-        Sender::Threads(_) => sender.cpu_seconds()?,
-    };
     let deadline = Instant::now() + Duration::from_secs(900);
     let (mut progress, mut progress_at) = (0, Instant::now());
     loop {
@@ -1981,7 +1980,7 @@ async fn watch_deliveries(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cpu = sender.cpu_seconds()? - sender_cpu_before;
+    let cpu = sender.cpu_seconds()?;
     let receiver_cpu = receiver::cpu_seconds()? - receiver_cpu_before;
     let requests = stats.requests.load(Ordering::Relaxed);
     let per_million = 1e6 / events as f64;
