@@ -1078,11 +1078,12 @@ event_types = ["AFTER_*_TABLE"]
         let err = parse(&format!("{MINIMAL}\n[source]\nbatch_sise = 3\n")).unwrap_err();
         assert!(err.to_string().contains("batch_sise"), "{err}");
         let err = parse(&format!("{MINIMAL}\n[frobnicate]\nx = 1\n")).unwrap_err();
-        assert!(err.to_string().contains("frobnicate"), "{err}"); // A route's criteria are declared on `RouteConfig` itself, not flattened from a
-                                                                  // shared struct: with `#[serde(flatten)]` a misspelt criterion would be dropped
-                                                                  // silently and the route would match every event.
+        assert!(err.to_string().contains("frobnicate"), "{err}");
+        // A route's criteria are declared on `RouteConfig` itself, not flattened from a
+        // shared struct: with `#[serde(flatten)]` a misspelt criterion would be dropped
+        // silently and the route would match every event.
         let err = parse(&MINIMAL.replace("event_types =", "event_type =")).unwrap_err();
-        assert!(err.to_string().contains("event_type"), "{err}");
+        assert!(err.to_string().contains("`event_type`"), "{err}");
     }
 
     #[test]
