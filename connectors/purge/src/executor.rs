@@ -663,7 +663,10 @@ impl<'a> Run<'a> {
                     in_flight.push_back(self.run_batch(full));
                 }
                 if in_flight.len() >= config.batch_concurrency {
-                    let (result, consumed) = in_flight.next().await.expect("a batch in flight");
+                    // At least `batch_concurrency` (validated >= 1) batches are in flight.
+                    let Some((result, consumed)) = in_flight.next().await else {
+                        continue;
+                    };
                     if let Err(e) = result {
                         failure = Some(e.into());
                         break;
