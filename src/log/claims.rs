@@ -40,6 +40,10 @@ pub(super) struct Claims {
     buckets: HashMap<u32, Bucket>,
     /// Claims held in `buckets`, all buckets together.
     cached: usize,
+    /// Buckets that have had claims pending since the last [`Claims::write_pending`] (a
+    /// bucket may be listed twice, or have been written or dropped since), so that writing
+    /// them does not walk every bucket held.
+    dirty: Vec<u32>,
     /// Counts uses, to find the least recently used bucket.
     tick: u64,
 }
@@ -80,13 +84,15 @@ impl Claims {
         id: [u8; 16],
         key: RecordKey,
     ) -> Result<(), LogError> {
-        let key_bytes = key.to_bytes();
         let entry = self.bucket(tree, db, bucket)?;
-        let new = entry.ids.insert(id, key_bytes).is_none();
-        entry.pending.extend_from_slice(&id);
-        entry.pending.extend_from_slice(&key_bytes);
+        let new = entry.ids.insert(id, key.to_bytes()).is_none();
+        let first_pending = entry.pending.is_empty();
+        push_claim(&mut entry.pending, &id, key);
         if entry.pending.len() >= GROUP_CLAIMS_MAX * CLAIM_BYTES {
             write_group(tree, db, bucket, &mut entry.pending)?;
+        }
+        if first_pending {
+            self.dirty.push(bucket);
         }
         if new {
             self.cached += 1;
@@ -103,10 +109,14 @@ impl Claims {
         tree: &sled::Tree,
         db: &sled::Db,
     ) -> Result<(), LogError> {
-        for (bucket, entry) in &mut self.buckets {
-            if !entry.pending.is_empty() {
-                write_group(tree, db, *bucket, &mut entry.pending)?;
+        while let Some(bucket) = self.dirty.last() {
+            if let Some(entry) = self.buckets.get_mut(bucket) {
+                if !entry.pending.is_empty() {
+                    write_group(tree, db, *bucket, &mut entry.pending)?;
+                }
             }
+            // Off the list only once written: a failed write is tried again next time.
+            self.dirty.pop();
         }
         Ok(())
     }
@@ -150,11 +160,12 @@ impl Claims {
                         continue;
                     }
                 };
-                let left: Vec<u8> = claims
-                    .iter()
-                    .filter(|(id, key)| !superseded(id, *key))
-                    .flat_map(|(id, key)| id.iter().copied().chain(key.to_bytes()))
-                    .collect();
+                let mut left = Vec::with_capacity(value.len());
+                for (id, key) in &claims {
+                    if !superseded(id, *key) {
+                        push_claim(&mut left, id, *key);
+                    }
+                }
                 if left.is_empty() {
                     tree.remove(&group_key)?;
                 } else if left.len() != value.len() {
@@ -259,9 +270,17 @@ pub(super) fn group_key(bucket: u32, number: u64) -> [u8; 12] {
     key
 }
 
+/// Appends one claim, encoded as stored, to a group's value.
+fn push_claim(group: &mut Vec<u8>, id: &[u8; 16], key: RecordKey) {
+    group.extend_from_slice(id);
+    group.extend_from_slice(&key.to_bytes());
+}
+
 /// A group's value holding one claim.
 pub(super) fn single(id: &[u8; 16], key: RecordKey) -> Vec<u8> {
-    id.iter().copied().chain(key.to_bytes()).collect()
+    let mut group = Vec::with_capacity(CLAIM_BYTES);
+    push_claim(&mut group, id, key);
+    group
 }
 
 /// The bucket of a group key, if it is one.
@@ -360,8 +379,7 @@ pub(super) fn migrate(
             }
         }
         let (_, pending, keys) = group.get_or_insert_with(|| (bucket, Vec::new(), Vec::new()));
-        pending.extend_from_slice(&id);
-        pending.extend_from_slice(&key.to_bytes());
+        push_claim(pending, &id, key);
         keys.push(k);
         moved += 1;
     }
@@ -433,6 +451,21 @@ mod tests {
         assert_eq!(tree.len(), 1);
         let (_, value) = tree.iter().next().unwrap().unwrap();
         assert_eq!(value.len(), GROUP_CLAIMS_MAX * CLAIM_BYTES);
+        // The claim after the full group, and one in another bucket, are still pending:
+        // written by the next write of pending claims, and only once.
+        claims.claim(&tree, &db, 2, id(1), key(500)).unwrap();
+        claims.write_pending(&tree, &db).unwrap();
+        assert_eq!(tree.len(), 3);
+        claims.write_pending(&tree, &db).unwrap();
+        assert_eq!(tree.len(), 3);
+        let mut fresh = Claims::default();
+        let mut last = [0u8; 16];
+        last[..8].copy_from_slice(&(GROUP_CLAIMS_MAX as u64).to_be_bytes());
+        assert_eq!(
+            fresh.lookup(&tree, &db, 1, &last).unwrap(),
+            Some(key(GROUP_CLAIMS_MAX as u64))
+        );
+        assert_eq!(fresh.lookup(&tree, &db, 2, &id(1)).unwrap(), Some(key(500)));
     }
 
     #[test]
