@@ -106,8 +106,6 @@ pub struct TableIndex {
 struct RecentTables {
     /// The entry of each table as the index knows it (`None`: no entry).
     entries: HashMap<Vec<u8>, RecentTable>,
-    /// Keys of the entries not yet written to the tree.
-    unwritten: Vec<Vec<u8>>,
 }
 
 /// One table's entry in memory.
@@ -118,19 +116,16 @@ struct RecentTable {
 }
 
 impl RecentTables {
-    /// Writes the entries not yet written to `tree`.
-    /// A key leaves the list only once its entry is written, so a failed write is tried
-    /// again by the next call.
+    /// Writes the entries not yet written to `tree` (a walk over at most
+    /// [`RECENT_TABLES_MAX`] entries, once per flush). An entry is marked written only once
+    /// it is, so a failed write is tried again by the next call.
     fn write_back(&mut self, tree: &sled::Tree) -> Result<(), LogError> {
-        while let Some(key) = self.unwritten.last() {
-            if let Some(table) = self.entries.get_mut(key) {
-                match &table.entry {
-                    Some(entry) => tree.insert(key, encode_entry(entry)?)?,
-                    None => tree.remove(key)?,
-                };
-                table.unwritten = false;
-            }
-            self.unwritten.pop();
+        for (key, table) in self.entries.iter_mut().filter(|(_, t)| t.unwritten) {
+            match &table.entry {
+                Some(entry) => tree.insert(key.as_slice(), encode_entry(entry)?)?,
+                None => tree.remove(key)?,
+            };
+            table.unwritten = false;
         }
         Ok(())
     }
@@ -148,21 +143,15 @@ impl RecentTables {
             self.write_back(tree)?;
             self.entries.clear();
         }
-        let was_unwritten = match self.entries.get_mut(key) {
+        match self.entries.get_mut(key) {
             Some(table) => {
                 table.entry = entry;
-                let was = table.unwritten;
                 table.unwritten |= unwritten;
-                was
             }
             None => {
                 self.entries
                     .insert(key.to_vec(), RecentTable { entry, unwritten });
-                false
             }
-        };
-        if unwritten && !was_unwritten {
-            self.unwritten.push(key.to_vec());
         }
         Ok(())
     }
