@@ -1730,6 +1730,11 @@ async fn http_limit(
     let client =
         webhook::client::build_client(&config, args.webhook_concurrency).map_err(problems)?;
     let url = webhook::client::parse_url(&config.url).map_err(|p| problems(vec![p]))?;
+    let mut header_problems = Vec::new();
+    let headers = webhook::client::static_headers(&config.headers, &mut header_problems);
+    if !header_problems.is_empty() {
+        return Err(problems(header_problems));
+    }
     let secret = webhook::signing::Secret::parse(secret, "bench").map_err(anyhow::Error::msg)?;
     let bodies = (0..HTTP_BODIES.min(args.events))
         .map(|i| {
@@ -1755,6 +1760,7 @@ async fn http_limit(
     let sender = Arc::new(HttpLimitSender {
         client,
         url,
+        headers,
         signer: webhook::signing::Signer::new(vec![secret]),
         bodies,
         events: args.events,
@@ -1791,6 +1797,8 @@ struct HttpLimitSender {
     client: reqwest::Client,
     /// The receiver's endpoint.
     url: reqwest::Url,
+    /// The endpoint's static headers (none), as the connector keeps them.
+    headers: reqwest::header::HeaderMap,
     /// Signs every request (Standard Webhooks).
     signer: webhook::signing::Signer,
     /// CloudEvents headers and bodies, built beforehand.
@@ -1821,27 +1829,22 @@ impl HttpLimitSender {
     }
 
     /// Sends request `i` (its `webhook-id` is `i` in 32 hex digits: the receiver counts
-    /// distinct ids) as the webhook connector sends a delivery.
+    /// distinct ids) with the webhook connector's own request builder.
     async fn send(&self, i: usize) -> Result<(), String> {
-        let (headers, body) = &self.bodies[i % self.bodies.len()];
+        let (payload_headers, body) = &self.bodies[i % self.bodies.len()];
         let id = format!("{i:032x}");
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        let signature = self.signer.signature_header(&id, timestamp, body);
-        let mut request = self.client.post(self.url.clone());
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let response = request
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body.clone())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let response = webhook::client::signed_post(
+            &self.client,
+            &self.url,
+            &self.headers,
+            payload_headers,
+            &self.signer,
+            &id,
+            body.clone(),
+        )
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
         let status = response.status();
         response.bytes().await.map_err(|e| e.to_string())?;
         if status.is_success() {

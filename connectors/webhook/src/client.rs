@@ -8,13 +8,14 @@
 //! | 410 Gone | the endpoint is disabled until an operator resumes it; the task waits |
 //! | anything else (other 4xx, 3xx: redirects are not followed) | permanent: dead letter with the status and the first 256 bytes of the body |
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
 
 use crate::breaker::Verdict;
 use crate::config::{ConfigProblem, StatusSet, WebhookConfig};
+use crate::signing::Signer;
 
 /// Bytes of a response body kept for messages (dead-letter reasons, logs).
 pub const BODY_PREFIX: usize = 256;
@@ -82,6 +83,38 @@ pub fn build_client(
             "check the TLS settings",
         )]
     })
+}
+
+/// The POST of one delivery to `url`: the endpoint's static `headers`, the payload's
+/// CloudEvents headers, then the Standard Webhooks headers: `webhook-id` (`id`),
+/// `webhook-timestamp` (now, in seconds) and `webhook-signature` (by `signer`, over id,
+/// timestamp and `body`).
+pub fn signed_post<B>(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    headers: &HeaderMap,
+    payload_headers: &[(String, String)],
+    signer: &Signer,
+    id: &str,
+    body: B,
+) -> reqwest::RequestBuilder
+where
+    B: AsRef<[u8]> + Into<reqwest::Body>,
+{
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let signature = signer.signature_header(id, timestamp, body.as_ref());
+    let mut request = client.post(url.clone()).headers(headers.clone());
+    for (name, value) in payload_headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
 }
 
 /// Validates `url`: absolute, `http` or `https`, with a host.

@@ -21,7 +21,7 @@ pub mod ratelimit;
 pub mod signing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use polaris_bridge_api::{
@@ -206,27 +206,18 @@ impl WebhookConnector {
     ) -> Result<(reqwest::StatusCode, Option<String>, Vec<u8>), (&'static str, String)> {
         let payload = payload::build(self.mode, delivery);
         let id = delivery.task_id.to_hex();
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        let signature = self.signer.signature_header(&id, timestamp, &payload.body);
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone());
-        for (name, value) in payload.headers {
-            request = request.header(name, value);
-        }
-        let request = request
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(payload.body);
-        let response = request
-            .send()
-            .await
-            .map_err(|e| client::describe_error(&e, self.timeout))?;
+        let response = client::signed_post(
+            &self.client,
+            &self.url,
+            &self.headers,
+            &payload.headers,
+            &self.signer,
+            &id,
+            payload.body,
+        )
+        .send()
+        .await
+        .map_err(|e| client::describe_error(&e, self.timeout))?;
         let status = response.status();
         let retry_after = response
             .headers()
